@@ -1,0 +1,45 @@
+"""Evaluate: COCO mAP + plate-reading metrics on val; select and record the model."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def evaluate(
+    dataset: Input[Dataset],
+    candidates: Input[Model],
+    run_name: str,
+    selection_metric: str,
+    selected_model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Evaluate every candidate checkpoint on the val split and select one.
+
+    Metrics: COCO bbox mAP and mAP@0.5 (pycocotools through mmdetection's CocoMetric), EIR, plate precision and
+    character accuracy (PLATE_SPEC.md). The selected checkpoint is published to storage as a model directory,
+    recorded in the metadata store with every candidate's evaluation, and output as ``selected_model``.
+
+    Args:
+        dataset: the training version (val split used).
+        candidates: Train's output.
+        run_name: the pipeline run's name.
+        selection_metric: one of eir, plate_precision, char_accuracy, mAP, mAP_50.
+        selected_model: output model directory (config.py, model.pth, model.json); metadata has its storage URI.
+        metrics: the selected checkpoint's val metrics.
+    """
+    import logging
+    from pathlib import Path
+
+    from alpr.settings import load_settings
+    from alpr.steps import _finite, evaluate_step
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = evaluate_step(load_settings(), data_root=Path(dataset.path), candidates_dir=Path(candidates.path),
+                        out_dir=Path(selected_model.path), run_name=run_name, selection_metric=selection_metric)
+    selected_model.metadata.update({k: out[k] for k in ("model_uri", "model_id", "checkpoint", "selection_metric",
+                                                        "training_version", "annotation_version", "git_rev",
+                                                        "config_hash")})
+    for name, value in _finite(out["metrics"]).items():
+        metrics.log_metric(f"val_{name}", value)

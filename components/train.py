@@ -1,0 +1,59 @@
+"""Train: mmdetection (mmengine Runner) on a training version → candidate checkpoints (Model artifact)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def train(
+    dataset: Input[Dataset],
+    run_name: str,
+    config: str,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    input_size: int,
+    weight_decay: float,
+    val_interval: int,
+    seed: int,
+    model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Train the detector of ``configs/<config>`` with the given hyperparameters.
+
+    Writes TensorBoard event files, saves checkpoints (every ``val_interval`` epochs, the best by val EIR and the
+    last) and the merged config to storage, and resumes from the last checkpoint when re-run after a kill.
+
+    Args:
+        dataset: a training version from Record.
+        run_name: the pipeline run's name (work dir, storage paths).
+        config: leaf config file in ``configs/``.
+        lr: AdamW base learning rate.
+        epochs: training epochs.
+        batch_size: images per iteration.
+        input_size: square network input in pixels (multiple of 32).
+        weight_decay: AdamW weight decay.
+        val_interval: epochs between validations and checkpoints.
+        seed: training seed.
+        model: output folder: merged ``config.py``, candidate ``*.pth``, ``lineage.json``.
+        metrics: the last validation metrics (COCO mAP, EIR, plate precision, character accuracy).
+    """
+    import logging
+    from pathlib import Path
+
+    from alpr.settings import load_settings
+    from alpr.steps import _finite, train_step
+    from alpr.training import Hyperparameters
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    hp = Hyperparameters(lr=lr, epochs=epochs, batch_size=batch_size, input_size=input_size,
+                         weight_decay=weight_decay, val_interval=val_interval, seed=seed)
+    lineage = train_step(load_settings(), data_root=Path(dataset.path), out_dir=Path(model.path), run_name=run_name,
+                         hp=hp, config=config)
+    model.metadata.update({k: lineage[k] for k in ("training_version", "annotation_version", "git_rev", "config_hash",
+                                                   "train_uri", "tensorboard_uri", "candidates")})
+    model.metadata["framework"] = "mmdetection"
+    for name, value in _finite(lineage["val_metrics"]).items():
+        metrics.log_metric(name.replace("/", "_"), value)

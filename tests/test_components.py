@@ -1,0 +1,109 @@
+"""Each KFP component's function called directly (``.python_func``) on a real workspace, in pipeline order."""
+
+import json
+from pathlib import Path
+
+import pytest
+from kfp.dsl import HTML, Dataset, Metrics, Model
+
+from alpr.metadata import MetadataStore
+from alpr.settings import Settings
+from alpr.synth import synthesize
+from alpr.versions import register_annotation_version
+from components.evaluate import evaluate
+from components.record import record
+from components.test import test as test_component
+from components.train import train
+
+from conftest import TINY_HP
+
+RUN = "component-test-run"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A workspace with one registered annotation version of 20 synthetic images; env set for the components."""
+    ws = tmp_path_factory.mktemp("ws")
+    settings = Settings(workspace=ws)
+    mp = pytest.MonkeyPatch()
+    for key, value in settings.environ().items():
+        mp.setenv(key, value)
+    src = tmp_path_factory.mktemp("labelme")
+    synthesize(src, 20, seed=21, progress=False)
+    register_annotation_version(settings, src, "v1", progress=False)
+    yield settings
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("artifacts")
+    return {
+        "dataset": Dataset(name="dataset", uri=str(root / "dataset")),
+        "candidates": Model(name="model", uri=str(root / "candidates")),
+        "train_metrics": Metrics(name="metrics", uri=str(root / "train_metrics")),
+        "selected": Model(name="selected_model", uri=str(root / "selected")),
+        "eval_metrics": Metrics(name="metrics", uri=str(root / "eval_metrics")),
+        "report": HTML(name="report", uri=str(root / "report.html")),
+        "test_metrics": Metrics(name="metrics", uri=str(root / "test_metrics")),
+    }
+
+
+def test_record(workspace, artifacts):
+    ds = artifacts["dataset"]
+    record.python_func(annotation_version="v1", train_fraction=0.6, val_fraction=0.2, test_fraction=0.2,
+                       split_seed=0, run_name=RUN, dataset=ds)
+    assert ds.metadata["annotation_version"] == "v1"
+    assert ds.metadata["training_version"].startswith("training-v1-")
+    assert len(ds.metadata["git_rev"]) == 40
+    assert sum(ds.metadata["images"].values()) == 20
+    assert (Path(ds.path) / "annotations" / "train.json").is_file()
+    assert MetadataStore(workspace.db_url).get_run(RUN)["status"] == "running"
+
+
+def test_train(workspace, artifacts):
+    model, metrics = artifacts["candidates"], artifacts["train_metrics"]
+    train.python_func(dataset=artifacts["dataset"], run_name=RUN, config="rtmdet_tiny_alpr.py", weight_decay=0.05,
+                      seed=0, model=model, metrics=metrics, **TINY_HP)
+    assert "epoch_2.pth" in model.metadata["candidates"]
+    assert (Path(model.path) / "config.py").is_file()
+    assert Path(model.metadata["train_uri"], "config.py").is_file()
+    assert list(Path(model.metadata["tensorboard_uri"]).rglob("events.out.tfevents.*"))
+    assert "plate_eir" in metrics.metadata and "coco_bbox_mAP" in metrics.metadata
+
+
+def test_evaluate(workspace, artifacts):
+    selected, metrics = artifacts["selected"], artifacts["eval_metrics"]
+    evaluate.python_func(dataset=artifacts["dataset"], candidates=artifacts["candidates"], run_name=RUN,
+                         selection_metric="eir", selected_model=selected, metrics=metrics)
+    assert {"val_eir", "val_mAP", "val_char_accuracy"} <= set(metrics.metadata)
+    for name in ("config.py", "model.pth", "model.json"):
+        assert (Path(selected.path) / name).is_file()
+        assert (Path(selected.metadata["model_uri"]) / name).is_file()
+    store = MetadataStore(workspace.db_url)
+    latest = store.latest_selected_model()
+    assert latest["id"] == selected.metadata["model_id"] and latest["uri"] == selected.metadata["model_uri"]
+    assert len(store.models_of_training_version(artifacts["dataset"].metadata["training_version"])) >= 2
+
+
+def test_test(workspace, artifacts):
+    report, metrics = artifacts["report"], artifacts["test_metrics"]
+    test_component.python_func(dataset=artifacts["dataset"], model=artifacts["selected"], run_name=RUN,
+                               report=report, metrics=metrics)
+    html = Path(report.path).read_text()
+    assert "ALPR test report" in html and "report.html_files/images/" in html
+    assert {"test_eir", "test_plate_precision", "test_char_accuracy", "test_mAP"} <= set(metrics.metadata)
+    store = MetadataStore(workspace.db_url)
+    model_id = artifacts["selected"].metadata["model_id"]
+    rows = store.test_results(model_id)
+    n_test = json.loads((Path(artifacts["dataset"].path) / "annotations" / "test.json").read_text())["images"]
+    assert len(rows) == len(n_test) == report.metadata["images"]
+    assert store.get_run(RUN)["status"] == "succeeded"
+
+
+def test_record_refuses_an_unknown_version(workspace, tmp_path):
+    from alpr.dataset_repo import DatasetRepoError
+
+    with pytest.raises(DatasetRepoError, match="'v404'"):
+        record.python_func(annotation_version="v404", train_fraction=0.8, val_fraction=0.1, test_fraction=0.1,
+                           split_seed=0, run_name="other", dataset=Dataset(name="d", uri=str(tmp_path / "d")))

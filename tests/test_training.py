@@ -1,0 +1,73 @@
+"""Real mmdetection training of a tiny model on the CPU (seconds), config building and resume."""
+
+import math
+
+import pytest
+
+from alpr.training import CONFIG_DIR, DEFAULT_CONFIG, Hyperparameters, build_config, config_hash, train
+
+from conftest import TINY_HP
+
+
+def test_hyperparameters_are_validated():
+    with pytest.raises(ValueError, match="input_size=100"):
+        Hyperparameters(input_size=100)
+    with pytest.raises(ValueError, match="lr=0"):
+        Hyperparameters(lr=0)
+    with pytest.raises(ValueError, match="epochs=0"):
+        Hyperparameters(epochs=0)
+
+
+def test_build_config_applies_hyperparameters(tiny_coco, tmp_path):
+    hp = Hyperparameters(lr=0.01, epochs=7, batch_size=3, input_size=256, weight_decay=0.01, val_interval=3)
+    cfg = build_config(tiny_coco, tmp_path / "w", hp)
+    assert cfg.optim_wrapper.optimizer.lr == 0.01 and cfg.optim_wrapper.optimizer.weight_decay == 0.01
+    assert cfg.train_cfg.max_epochs == 7 and cfg.train_cfg.val_interval == 3
+    assert cfg.train_dataloader.batch_size == 3
+    assert cfg.model.bbox_head.num_classes == 17
+    sizes = [step.get("scale") or step.get("crop_size") or step.get("size")
+             for step in cfg.train_dataloader.dataset.pipeline + cfg.val_dataloader.dataset.pipeline
+             if step["type"] in ("Resize", "RandomResize", "RandomCrop", "Pad")]
+    assert sizes and all(tuple(s) == (256, 256) for s in sizes)
+    assert all("Flip" not in step["type"] for step in cfg.train_dataloader.dataset.pipeline)
+    assert cfg.val_evaluator[0]["ann_file"].endswith("annotations/val.json")
+    assert cfg.default_hooks.checkpoint.save_best == "plate/eir"
+    # The hash ignores the work dir but not the hyperparameters.
+    same = build_config(tiny_coco, tmp_path / "elsewhere", hp)
+    other = build_config(tiny_coco, tmp_path / "w", Hyperparameters(lr=0.02))
+    assert config_hash(cfg) == config_hash(same) != config_hash(other)
+
+
+def test_build_config_errors_name_the_missing_file(tmp_path, tiny_coco):
+    with pytest.raises(FileNotFoundError, match="train.json"):
+        build_config(tmp_path, tmp_path / "w", Hyperparameters())
+    with pytest.raises(FileNotFoundError, match="nope.py"):
+        build_config(tiny_coco, tmp_path / "w", Hyperparameters(), config="nope.py")
+    assert (CONFIG_DIR / DEFAULT_CONFIG).is_file()
+
+
+def test_tiny_training_produces_checkpoints_config_and_tensorboard(tiny_training):
+    names = [p.name for p in tiny_training.checkpoints]
+    assert "epoch_2.pth" in names and "epoch_1.pth" in names
+    assert any(n.startswith("best_plate_eir") for n in names)
+    text = tiny_training.config_path.read_text()
+    assert "num_classes=17" in text.replace(" ", "")
+    assert tiny_training.tensorboard_dir is not None
+    assert list(tiny_training.tensorboard_dir.glob("events.out.tfevents.*"))
+    for key in ("coco/bbox_mAP", "plate/eir", "plate/char_accuracy"):
+        assert key in tiny_training.val_metrics
+        value = tiny_training.val_metrics[key]
+        assert math.isnan(value) or 0.0 <= value <= 1.0 or key == "plate/char_accuracy"
+    assert len(tiny_training.config_hash) == 64
+
+
+def test_training_resumes_from_its_last_checkpoint(tiny_coco, tmp_path):
+    hp = Hyperparameters(**{**TINY_HP, "epochs": 1})
+    first = train(build_config(tiny_coco, tmp_path / "w", hp, num_workers=0))
+    assert [p.name for p in first.checkpoints if p.name.startswith("epoch_")] == ["epoch_1.pth"]
+    # Re-run with a longer schedule (as after a kill): continues at epoch 2, does not start again.
+    hp2 = Hyperparameters(**{**TINY_HP, "epochs": 2})
+    cfg = build_config(tiny_coco, tmp_path / "w", hp2, num_workers=0)
+    second = train(cfg)
+    assert cfg.resume is True
+    assert "epoch_2.pth" in [p.name for p in second.checkpoints]
