@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import uuid
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def evaluate_checkpoint(config_path: Path, checkpoint: Path, data_root: Path, sp
     from mmengine.runner import Runner
 
     import alpr.mmdet_plugins  # noqa: F401
+    from alpr.training import trusted_checkpoint_loading
 
     ann = Path(data_root).absolute() / "annotations" / f"{split}.json"
     for p in (Path(config_path), Path(checkpoint), ann):
@@ -74,10 +76,12 @@ def evaluate_checkpoint(config_path: Path, checkpoint: Path, data_root: Path, sp
     cfg.load_from = str(checkpoint)
     cfg.resume = False
     cfg.visualizer.vis_backends = [dict(type="LocalVisBackend")]
+    cfg.visualizer.name = f"eval-visualizer-{uuid.uuid4().hex[:12]}"  # not the training run's instance
     with tempfile.TemporaryDirectory(prefix="alpr-eval-") as tmp:
         cfg.work_dir = tmp
         runner = Runner.from_cfg(cfg)
-        raw = runner.test()
+        with trusted_checkpoint_loading():
+            raw = runner.test()
     metrics = short_metrics(raw)
     log.info("%s on %s: %s", Path(checkpoint).name, split, metrics)
     return metrics

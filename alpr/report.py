@@ -522,3 +522,33 @@ def write_report(
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, index)
     return index
+
+
+_LOCAL_IMAGE_REF = re.compile(r'(src|href)="(images/[^"/]+\.jpg)"')
+
+
+def self_contained_html(report_dir: Path) -> str:
+    """The report's ``index.html`` with every thumbnail inlined as a ``data:image/jpeg;base64`` URI.
+
+    For viewers that show a single file (the Kubeflow Pipelines UI renders an HTML artifact on its own, without
+    the folder beside it). Links to thumbnails that do not exist are left as they are.
+
+    Raises:
+        FileNotFoundError: ``report_dir/index.html`` does not exist.
+    """
+    import base64
+
+    report_dir = Path(report_dir)
+    html = (report_dir / "index.html").read_text(encoding="utf-8")
+    cache: dict[str, str] = {}
+
+    def inline(match: re.Match) -> str:
+        rel = match.group(2)
+        if rel not in cache:
+            path = report_dir / rel
+            if not path.is_file():
+                return match.group(0)
+            cache[rel] = "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'{match.group(1)}="{cache[rel]}"'
+
+    return _LOCAL_IMAGE_REF.sub(inline, html)

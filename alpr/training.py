@@ -8,9 +8,12 @@ config, training continues from it (mmengine ``resume=True``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +133,9 @@ def build_config(data_root: Path, work_dir: Path, hp: Hyperparameters, *, config
         loader.num_workers = num_workers
         loader.persistent_workers = num_workers > 0
     cfg.train_dataloader.batch_size = hp.batch_size
+    # mmengine keeps visualizers in a process-wide registry by name: a fresh name per run keeps a second run in
+    # the same process (tests, the local tuner) from writing into the first run's TensorBoard folder.
+    cfg.visualizer.name = f"visualizer-{uuid.uuid4().hex[:12]}"
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         for metric in evaluator:
             metric["ann_file"] = str(data_root / "annotations" / "val.json")
@@ -147,6 +153,27 @@ def build_config(data_root: Path, work_dir: Path, hp: Hyperparameters, *, config
     ckpt.save_best = "plate/eir"
     ckpt.rule = "greater"
     return cfg
+
+
+@contextlib.contextmanager
+def trusted_checkpoint_loading() -> Iterator[None]:
+    """Let mmengine load full training checkpoints written by this project's own Train step.
+
+    mmengine 0.10 loads checkpoints with a bare ``torch.load``; torch >= 2.6 then refuses the message hub
+    (``HistoryBuffer``) and numpy state inside resume/candidate checkpoints. Only for files this pipeline wrote
+    itself (resume in its own work dir, Evaluate on Train's candidates); model directories served to users hold
+    weights-only checkpoints (:func:`alpr.inference.write_model_dir`) and load without this.
+    """
+    key = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+    old = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
 
 
 def config_hash(cfg) -> str:
@@ -172,12 +199,10 @@ def train(cfg, *, resume: bool = True) -> TrainResult:
     cfg.resume = bool(resume and (work_dir / "last_checkpoint").is_file())
     if cfg.resume:
         log.info("resuming from %s", (work_dir / "last_checkpoint").read_text().strip())
-        # mmengine 0.10 loads its own resume checkpoints (optimizer state, HistoryBuffer message hub) with a bare
-        # torch.load, which torch >= 2.6 restricts to weights. These files were written by this very work dir.
-        os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    with trusted_checkpoint_loading():
+        runner.train()
     from alpr.evaluation import complete_metrics
 
     last = runner.message_hub.log_scalars

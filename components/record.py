@@ -52,6 +52,6 @@ def record(
         "annotation_version": lineage["annotation_version"],
         "training_version": lineage["training_version"],
         "git_rev": lineage["git_rev"],
-        "images": {split: counts.get(split, {}).get("images", 0) for split in ("train", "val", "test")},
-        "class_counts": counts.get("class_counts", {}),
+        "images": {split: counts["splits"][split]["images"] for split in ("train", "val", "test")},
+        "class_counts": counts["classes"],
     })

@@ -24,9 +24,9 @@ def test(
         metrics: test-split EIR, plate precision, character accuracy, mAP, mAP@0.5.
     """
     import logging
-    import shutil
     from pathlib import Path
 
+    from alpr.report import self_contained_html
     from alpr.settings import load_settings
     from alpr.steps import _finite, test_step
 
@@ -34,10 +34,9 @@ def test(
     report_dir = Path(report.path + "_files")
     out = test_step(load_settings(), data_root=Path(dataset.path), model_dir=Path(model.path), report_dir=report_dir,
                     run_name=run_name)
-    # The HTML artifact is one file; its images sit in the sibling folder it links to.
-    html = (report_dir / "index.html").read_text().replace('src="images/', f'src="{report_dir.name}/images/')
-    Path(report.path).write_text(html)
-    shutil.copyfile(report.path, report_dir / "report.html")
+    # The KFP UI renders the HTML artifact as one file: inline the thumbnails. The folder (index.html +
+    # images/) stays beside it for people opening the report from the pipeline root.
+    Path(report.path).write_text(self_contained_html(report_dir), encoding="utf-8")
     report.metadata.update({"report_dir": str(report_dir), "images": out["images"],
                             "exact_images": out["exact_images"]})
     for name, value in _finite(out["metrics"]).items():

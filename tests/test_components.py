@@ -91,7 +91,8 @@ def test_test(workspace, artifacts):
     test_component.python_func(dataset=artifacts["dataset"], model=artifacts["selected"], run_name=RUN,
                                report=report, metrics=metrics)
     html = Path(report.path).read_text()
-    assert "ALPR test report" in html and "report.html_files/images/" in html
+    assert "ALPR test report" in html and 'src="data:image/jpeg;base64,' in html
+    assert (Path(report.path + "_files") / "index.html").is_file()
     assert {"test_eir", "test_plate_precision", "test_char_accuracy", "test_mAP"} <= set(metrics.metadata)
     store = MetadataStore(workspace.db_url)
     model_id = artifacts["selected"].metadata["model_id"]

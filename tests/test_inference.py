@@ -86,3 +86,10 @@ def test_predict_cli_errors(tiny_model_dir, tmp_path, capsys, monkeypatch):
     assert predict.main(["--model", str(tiny_model_dir), str(tmp_path / "nope.jpg")]) == 2
     assert "nope.jpg" in capsys.readouterr().err
     assert predict.main(["--model", str(tmp_path / "no-model"), str(tiny_model_dir / "model.json")]) != 0
+
+
+def test_served_checkpoint_is_weights_only(tiny_model_dir):
+    import torch
+
+    ckpt = torch.load(str(tiny_model_dir / "model.pth"), map_location="cpu", weights_only=True)
+    assert set(ckpt) == {"meta", "state_dict"} and ckpt["meta"]["dataset_meta"]["classes"][0] == "0"

@@ -200,3 +200,17 @@ def test_render_detections_inputs(tmp_path: Path):
         render_detections(np.zeros((4, 4, 2), np.uint8), reading)
     with pytest.raises(FileNotFoundError):
         render_detections(tmp_path / "missing.png", reading)
+
+
+def test_self_contained_html_inlines_thumbnails(tmp_path):
+    import base64
+
+    from alpr.report import ReportEntry, self_contained_html, write_report
+
+    img = tmp_path / "car.jpg"
+    Image.fromarray(np.full((40, 80, 3), 200, np.uint8)).save(img)
+    out = write_report(tmp_path / "r", [ReportEntry(img, [], {"plates": []})], {"eir": 1.0}, title="t")
+    html = self_contained_html(out.parent)
+    assert 'src="images/' not in html and 'href="images/' not in html
+    data = html.split('src="data:image/jpeg;base64,')[1].split('"')[0]
+    assert base64.b64decode(data)[:2] == b"\xff\xd8"  # a JPEG
