@@ -86,9 +86,10 @@ def _fixed_date(*parts: str) -> str:
 
 
 def _push(repo: git.Repo, *refspecs: str) -> None:
-    """Push ``refspecs`` to origin; raise :class:`DatasetRepoError` on rejection (gitpython does not)."""
+    """Push ``refspecs`` to origin in one atomic push (all refs update or none); raise
+    :class:`DatasetRepoError` on rejection (gitpython does not)."""
     try:
-        infos = repo.remote("origin").push(list(refspecs))
+        infos = repo.remote("origin").push(list(refspecs), atomic=True)
         infos.raise_if_error()
     except git.GitCommandError as exc:
         raise DatasetRepoError(f"git push {' '.join(refspecs)} to {repo.remote('origin').url} failed: {exc}") from exc
