@@ -177,8 +177,9 @@ def trusted_checkpoint_loading() -> Iterator[None]:
 
 
 def config_hash(cfg) -> str:
-    """SHA-256 (hex) of the config's text, minus the work dir (so a moved run hashes the same)."""
-    text = cfg.pretty_text.replace(str(cfg.work_dir), "<work_dir>")
+    """SHA-256 (hex) of the config's text without the per-run parts (work dir, visualizer instance name), so the
+    same model configuration hashes the same wherever and whenever it is trained."""
+    text = cfg.pretty_text.replace(str(cfg.work_dir), "<work_dir>").replace(str(cfg.visualizer.name), "<visualizer>")
     return hashlib.sha256(text.encode()).hexdigest()
 
 
