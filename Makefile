@@ -12,7 +12,10 @@ export DVC_NO_ANALYTICS := 1
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 export NO_GCE_CHECK := true
 
-.PHONY: help install run compile test test-fast tensorboard clean clean-workspace
+MODEL ?= latest
+PORT ?= 8080
+
+.PHONY: help install run compile test test-fast tensorboard serve bench-serve clean clean-workspace
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -43,6 +46,12 @@ test-fast: ## Run the tests that train nothing
 
 tensorboard: ## Open TensorBoard on the local workspace's training logs (http://localhost:6006)
 	$(VENV)/bin/tensorboard --logdir .alpr/storage/tensorboard --port 6006
+
+serve: ## Serve a model with KServe on http://localhost:$(PORT) (MODEL=latest|dir|gs://…; V1 + V2 REST, /metrics)
+	$(PY) -m alpr.serving --model $(MODEL) --http-port $(PORT)
+
+bench-serve: ## Benchmark the model server on 127.0.0.1: latency p50/p95/p99, req/s at 1-8 clients, peak RSS
+	$(PY) benchmarks/bench_serve.py --model $(MODEL) --json bench_serve.json
 
 clean: ## Remove caches and build outputs (keeps .venv and the workspace)
 	rm -rf .pytest_cache build dist *.egg-info alpr_pipeline.yaml

@@ -60,7 +60,11 @@ class Settings(BaseSettings):
         return "://" not in self.dataset_repo and "@" not in self.dataset_repo
 
     def environ(self) -> dict[str, str]:
-        """The ``ALPR_*`` variables that reproduce these settings in a subprocess (no secrets inside)."""
+        """The ``ALPR_*`` variables that reproduce these settings in a subprocess.
+
+        ``ALPR_DB_URL`` is passed as given: keep passwords out of it and in ``ALPR_DB_PASSWORD`` (which is
+        inherited by subprocesses but never exported, printed or compiled into a pipeline by this project).
+        """
         return {
             "ALPR_WORKSPACE": str(self.workspace),
             "ALPR_DB_URL": self.db_url,

@@ -10,7 +10,9 @@ from types import ModuleType
 from typing import Final
 
 #: Modules of the sub-commands, in ``--help`` order; each exposes ``add_parser(subparsers)`` and ``run(args)``.
-COMMAND_MODULES: Final[tuple[str, ...]] = ("dataset_tools.synth",)
+COMMAND_MODULES: Final[tuple[str, ...]] = (
+    "dataset_tools.synth", "dataset_tools.importer", "dataset_tools.register", "dataset_tools.versions"
+)
 
 
 def _command_modules() -> list[ModuleType]:

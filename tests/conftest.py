@@ -94,6 +94,54 @@ def module_db_url(request, tmp_path_factory):
         yield url
 
 
+# --- an in-process GCS emulator (gs:// storage and DVC gs:// remotes), loopback only -----------------------------
+
+#: The bucket the emulator creates; tests use ``gs://alpr-test/...``.
+GCS_TEST_BUCKET = "alpr-test"
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """An in-memory GCS emulator (PyPI ``gcp-storage-emulator``) on 127.0.0.1, an OS-chosen port, with the bucket
+    ``alpr-test``; one per test session.
+
+    Yields a namespace with ``server`` (for ``wipe``), ``endpoint`` (``http://127.0.0.1:PORT``) and ``bucket``.
+    Use it through :func:`gcs_env`, which also points the clients at it.
+    """
+    from types import SimpleNamespace
+
+    from gcp_storage_emulator.server import create_server
+
+    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket=GCS_TEST_BUCKET)
+    server.start()  # returns once the API thread has bound its http.server.HTTPServer
+    try:
+        host, port = server._api._httpd.server_address[:2]  # the port the OS picked for port 0
+        assert host == "127.0.0.1"
+        yield SimpleNamespace(server=server, endpoint=f"http://127.0.0.1:{port}", bucket=GCS_TEST_BUCKET)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def gcs_env(gcs_emulator, monkeypatch):
+    """Point google-cloud-storage, gcsfs and DVC at the emulator for one test (``STORAGE_EMULATOR_HOST``, no
+    ``GOOGLE_APPLICATION_CREDENTIALS``), with its objects wiped (buckets kept) before and after the test."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.endpoint)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    _reset_gcs(gcs_emulator)
+    yield gcs_emulator
+    _reset_gcs(gcs_emulator)
+
+
+def _reset_gcs(emulator) -> None:
+    """Wipe the emulator's objects (buckets kept) and forget gcsfs's cached file systems: their listings cache
+    would otherwise remember objects of an earlier test (DVC would then skip pushing them)."""
+    emulator.server.wipe(keep_buckets=True)
+    import gcsfs
+
+    gcsfs.GCSFileSystem.clear_instance_cache()
+
+
 # --- a tiny COCO training version and a tiny trained model, shared by the training/inference tests ----------------
 
 @pytest.fixture(scope="session")

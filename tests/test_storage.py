@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -19,41 +18,13 @@ from alpr.storage import GCSStorage, LocalStorage, Storage, fetch, open_storage,
 BUCKET = "alpr-test"
 
 
-# -- fixtures ------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def gcs_emulator():
-    """An in-memory GCS emulator on 127.0.0.1 (an OS-chosen port) with the bucket ``alpr-test``.
-
-    Yields a namespace with ``server`` (for ``wipe``) and ``endpoint`` (``http://127.0.0.1:PORT``).
-    """
-    from gcp_storage_emulator.server import create_server
-
-    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket=BUCKET)
-    server.start()  # returns once the API thread has bound its http.server.HTTPServer
-    try:
-        host, port = server._api._httpd.server_address[:2]  # the port the OS picked for port 0
-        assert host == "127.0.0.1"
-        yield SimpleNamespace(server=server, endpoint=f"http://127.0.0.1:{port}")
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def emulator_env(gcs_emulator, monkeypatch):
-    """Point google-cloud-storage at the emulator for one test, with a wiped store before and after."""
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.endpoint)
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    gcs_emulator.server.wipe(keep_buckets=True)
-    yield gcs_emulator
-    gcs_emulator.server.wipe(keep_buckets=True)
-
-
+# -- fixtures (the emulator itself: ``gcs_emulator`` / ``gcs_env`` in conftest.py) ---------------------------
 @pytest.fixture(params=["local", "gcs", "gcs-bucket-root"])
 def store(request, tmp_path) -> Storage:
     """The storage under test: a local folder, ``gs://alpr-test/root`` or the bucket root ``gs://alpr-test``."""
     if request.param == "local":
         return open_storage(tmp_path / "store")
-    request.getfixturevalue("emulator_env")
+    request.getfixturevalue("gcs_env")
     return open_storage(f"gs://{BUCKET}/root" if request.param == "gcs" else f"gs://{BUCKET}")
 
 
@@ -267,7 +238,7 @@ def test_open_storage_rejects_other_schemes():
 
 
 # -- GCS specifics -------------------------------------------------------------------------------------------
-def test_gcs_client_is_lazy_and_anonymous_on_the_emulator(emulator_env, monkeypatch):
+def test_gcs_client_is_lazy_and_anonymous_on_the_emulator(gcs_env, monkeypatch):
     from google.auth.credentials import AnonymousCredentials
 
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "proj-x")
@@ -279,12 +250,12 @@ def test_gcs_client_is_lazy_and_anonymous_on_the_emulator(emulator_env, monkeypa
     store.write_bytes("k", b"v")
     assert isinstance(store.client._credentials, AnonymousCredentials)
     assert store.client.project == "proj-x"
-    assert emulator_env.endpoint.startswith("http://127.0.0.1:")
+    assert gcs_env.endpoint.startswith("http://127.0.0.1:")
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
     assert open_storage(f"gs://{BUCKET}").client.project == storage_mod.EMULATOR_DEFAULT_PROJECT
 
 
-def test_gcs_missing_bucket_raises_file_not_found(emulator_env, tmp_path: Path):
+def test_gcs_missing_bucket_raises_file_not_found(gcs_env, tmp_path: Path):
     store = open_storage("gs://no-such-bucket/x")
     with pytest.raises(FileNotFoundError, match="gs://no-such-bucket/x/k"):
         store.read_bytes("k")
