@@ -198,10 +198,12 @@ def _epoch_of(checkpoint: str) -> int | None:
 # --------------------------------------------------------------------------------------------- Test
 def test_step(settings: Settings, *, data_root: Path, model_dir: Path, report_dir: Path, run_name: str,
               split: str = "test") -> dict:
-    """Read the ``split`` images with the selected model, write the HTML report, record the results.
+    """Read the ``split`` images with the selected model, write the HTML report (also published to
+    ``<storage>/runs/<run_name>/report``), record the results.
 
     Returns:
-        {"metrics": {eir, plate_precision, char_accuracy, mAP, mAP_50}, "images": n, "report": path}.
+        {"metrics": {eir, plate_precision, char_accuracy, mAP, mAP_50}, "images": n, "report": path,
+        "report_uri": storage URI of the report folder}.
     """
     from alpr import coco as coco_mod  # noqa: F401  (documents the COCO layout this reads)
     from alpr.evaluation import evaluate_checkpoint
@@ -235,10 +237,14 @@ def test_step(settings: Settings, *, data_root: Path, model_dir: Path, report_di
     report = write_report(Path(report_dir), entries, _finite(metrics), title=f"ALPR test report — {run_name}",
                           lineage={k: lineage.get(k) for k in ("annotation_version", "training_version", "git_rev",
                                                                "model_uri", "checkpoint", "config_hash")})
+    from alpr import storage
+
+    report_root = storage.open_storage(settings.storage_uri).join("runs", run_name, "report")
+    report_uri = storage.publish(Path(report_dir), report_root)
     store = _store(settings)
     with store.transaction() as tx:
         tx.add_evaluation(lineage["model_id"], split, metrics, run=run_name)
         tx.add_test_results(lineage["model_id"], rows, run=run_name)
         tx.finish_run(run_name, "succeeded")
     return {"metrics": metrics, "images": len(images), "exact_images": sum(r["exact"] for r in rows),
-            "report": str(report), "model_uri": lineage.get("model_uri")}
+            "report": str(report), "report_uri": report_uri, "model_uri": lineage.get("model_uri")}

@@ -37,7 +37,7 @@ def test(
     # The KFP UI renders the HTML artifact as one file: inline the thumbnails. The folder (index.html +
     # images/) stays beside it for people opening the report from the pipeline root.
     Path(report.path).write_text(self_contained_html(report_dir), encoding="utf-8")
-    report.metadata.update({"report_dir": str(report_dir), "images": out["images"],
-                            "exact_images": out["exact_images"]})
+    report.metadata.update({"report_dir": str(report_dir), "report_uri": out["report_uri"],
+                            "images": out["images"], "exact_images": out["exact_images"]})
     for name, value in _finite(out["metrics"]).items():
         metrics.log_metric(f"test_{name}", value)

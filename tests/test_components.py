@@ -93,6 +93,7 @@ def test_test(workspace, artifacts):
     html = Path(report.path).read_text()
     assert "ALPR test report" in html and 'src="data:image/jpeg;base64,' in html
     assert (Path(report.path + "_files") / "index.html").is_file()
+    assert (Path(report.metadata["report_uri"]) / "index.html").is_file()  # published to storage too
     assert {"test_eir", "test_plate_precision", "test_char_accuracy", "test_mAP"} <= set(metrics.metadata)
     store = MetadataStore(workspace.db_url)
     model_id = artifacts["selected"].metadata["model_id"]
