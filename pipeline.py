@@ -164,14 +164,14 @@ def summarize(settings, pipeline_root: Path, seconds: float) -> dict:
     evaluations = store.evaluations(model["id"]) if model else []
     by_split = {e["split"]: e["metrics"] for e in evaluations}
     run = model["run"] if model else None
-    reports = sorted(pipeline_root.glob("*/test/report_files/index.html"), key=lambda p: p.stat().st_mtime)
+    report = pipeline_root / run / "test" / "report_files" / "index.html" if run else None
     return {
         "run": run,
         "seconds": round(seconds, 1),
         "val": by_split.get("val", {}),
         "test": by_split.get("test", {}),
         "model_uri": model["uri"] if model else None,
-        "report": str(reports[-1]) if reports else None,
+        "report": str(report) if report is not None and report.is_file() else None,
         "tensorboard": f"tensorboard --logdir {settings.storage_uri}/tensorboard",
         "metadata": store.url_for_display,
     }

@@ -513,16 +513,6 @@ class DatasetRepo:
                 refspecs.append(f"{commit}:refs/heads/{branch}")
             _push(repo, *refspecs)
 
-    def publish(self, checkout: Checkout, *, data_path: str, tag: str, message: str, branch: str | None) -> str:
-        """:meth:`commit_version` then :meth:`push_version`; return the commit SHA.
-
-        :mod:`alpr.versions` calls the two halves itself, writing its metadata rows in between.
-        """
-        with self.locked():
-            sha = self.commit_version(checkout, data_path=data_path, tag=tag, message=message)
-            self.push_version(tag, sha, branch=branch)
-            return sha
-
     def delete_tag(self, tag: str, *, branch: str | None = None, restore: str | None = None,
                    expected: str | None = None) -> None:
         """Remove ``tag`` from origin and the working copy (compensation after a failed step); never raises.

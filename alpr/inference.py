@@ -163,9 +163,9 @@ def write_model_dir(out_dir: Path, config_path: Path, checkpoint: Path, metadata
     with trusted_checkpoint_loading():
         ckpt = torch.load(str(checkpoint), map_location="cpu")
     # Weights plus plain-typed metadata only: loads with torch.load(weights_only=True), no pickled objects.
-    meta = ckpt.get("meta", {})
-    slim_meta = {"dataset_meta": {"classes": list(spec.CLASSES)}, "epoch": int(meta.get("epoch", 0) or 0),
-                 "iter": int(meta.get("iter", 0) or 0), "mmdet_version": str(meta.get("mmdet_version", ""))}
+    trained = ckpt.get("meta", {})
+    slim_meta = {"dataset_meta": {"classes": list(spec.CLASSES)}, "epoch": int(trained.get("epoch", 0) or 0),
+                 "iter": int(trained.get("iter", 0) or 0), "mmdet_version": str(trained.get("mmdet_version", ""))}
     slim = {"meta": slim_meta, "state_dict": ckpt["state_dict"]}
     torch.save(slim, str(out_dir / CHECKPOINT_FILE))
     meta = {"classes": list(spec.CLASSES), "thresholds": DEFAULT_THRESHOLDS, **metadata}

@@ -36,7 +36,7 @@ def _write_lineage(folder: Path, lineage: dict) -> None:
     (Path(folder) / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2, sort_keys=True, default=str))
 
 
-def _finite(metrics: dict[str, float]) -> dict[str, float]:
+def finite_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """Metrics with NaN replaced by 0.0 for sinks that reject NaN (KFP Metrics); the DB keeps NaN as NULL."""
     return {k: (0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)) for k, v in metrics.items()}
 
@@ -205,7 +205,6 @@ def test_step(settings: Settings, *, data_root: Path, model_dir: Path, report_di
         {"metrics": {eir, plate_precision, char_accuracy, mAP, mAP_50}, "images": n, "report": path,
         "report_uri": storage URI of the report folder}.
     """
-    from alpr import coco as coco_mod  # noqa: F401  (documents the COCO layout this reads)
     from alpr.evaluation import evaluate_checkpoint
     from alpr.inference import CHECKPOINT_FILE, CONFIG_FILE, PlateReader
     from alpr.metrics import PlateMetrics
@@ -234,7 +233,7 @@ def test_step(settings: Settings, *, data_root: Path, model_dir: Path, report_di
         if images else {}
     metrics = {**{k: detection[k] for k in ("mAP", "mAP_50") if k in detection},
                **{k: float(reading_metrics[k]) for k in ("eir", "plate_precision", "char_accuracy")}}
-    report = write_report(Path(report_dir), entries, _finite(metrics), title=f"ALPR test report — {run_name}",
+    report = write_report(Path(report_dir), entries, finite_metrics(metrics), title=f"ALPR test report — {run_name}",
                           lineage={k: lineage.get(k) for k in ("annotation_version", "training_version", "git_rev",
                                                                "model_uri", "checkpoint", "config_hash")})
     from alpr import storage

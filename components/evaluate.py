@@ -33,7 +33,7 @@ def evaluate(
     from pathlib import Path
 
     from alpr.settings import load_settings
-    from alpr.steps import _finite, evaluate_step
+    from alpr.steps import finite_metrics, evaluate_step
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = evaluate_step(load_settings(), data_root=Path(dataset.path), candidates_dir=Path(candidates.path),
@@ -41,5 +41,5 @@ def evaluate(
     selected_model.metadata.update({k: out[k] for k in ("model_uri", "model_id", "checkpoint", "selection_metric",
                                                         "training_version", "annotation_version", "git_rev",
                                                         "config_hash")})
-    for name, value in _finite(out["metrics"]).items():
+    for name, value in finite_metrics(out["metrics"]).items():
         metrics.log_metric(f"val_{name}", value)

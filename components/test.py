@@ -28,7 +28,7 @@ def test(
 
     from alpr.report import self_contained_html
     from alpr.settings import load_settings
-    from alpr.steps import _finite, test_step
+    from alpr.steps import finite_metrics, test_step
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     report_dir = Path(report.path + "_files")
@@ -39,5 +39,5 @@ def test(
     Path(report.path).write_text(self_contained_html(report_dir), encoding="utf-8")
     report.metadata.update({"report_dir": str(report_dir), "report_uri": out["report_uri"],
                             "images": out["images"], "exact_images": out["exact_images"]})
-    for name, value in _finite(out["metrics"]).items():
+    for name, value in finite_metrics(out["metrics"]).items():
         metrics.log_metric(f"test_{name}", value)

@@ -44,7 +44,7 @@ def train(
     from pathlib import Path
 
     from alpr.settings import load_settings
-    from alpr.steps import _finite, train_step
+    from alpr.steps import finite_metrics, train_step
     from alpr.training import Hyperparameters
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -55,5 +55,5 @@ def train(
     model.metadata.update({k: lineage[k] for k in ("training_version", "annotation_version", "git_rev", "config_hash",
                                                    "train_uri", "tensorboard_uri", "candidates")})
     model.metadata["framework"] = "mmdetection"
-    for name, value in _finite(lineage["val_metrics"]).items():
+    for name, value in finite_metrics(lineage["val_metrics"]).items():
         metrics.log_metric(name.replace("/", "_"), value)
