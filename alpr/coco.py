@@ -187,13 +187,16 @@ def categories() -> list[dict[str, Any]]:
     ]
 
 
-def _ground_truth_plates(lf: LabelmeFile) -> list[dict[str, Any]]:
+def ground_truth_plates(lf: LabelmeFile) -> list[dict[str, Any]]:
+    """The annotated plates of one labelme file: ``[{"box": [x1, y1, x2, y2], "text", "layout"}, ...]`` (pixels),
+    texts in PLATE_SPEC reading order, read from the shapes with :func:`alpr.reading.read_plates`."""
     from alpr.reading import Detection, read_plates
 
     dets = [Detection(s.label, s.bounds(), score=1.0, polygon=s.polygon()) for s in lf.shapes]
     # Thresholds 0: every annotated shape counts. No character de-duplication: two overlapping annotated
     # characters are both part of the ground truth (a duplicate shows up as an invalid text, not silently).
-    reading = read_plates(dets, plate_score_thr=0.0, char_score_thr=0.0, char_nms_iou=None)
+    reading = read_plates(dets, plate_score_thr=0.0, char_score_thr=0.0, char_nms_iou=None, char_containment=None,
+                          syntax=False)
     return [{"box": p["box"], "text": p["text"], "layout": p["layout"]} for p in reading["plates"]]
 
 
@@ -220,7 +223,7 @@ def to_coco(files: Sequence[LabelmeFile], image_prefix: str = "images/") -> dict
                 "file_name": f"{image_prefix}{_image_name(lf)}",
                 "width": lf.width,
                 "height": lf.height,
-                "plates": _ground_truth_plates(lf),
+                "plates": ground_truth_plates(lf),
             }
         )
         for s in lf.shapes:

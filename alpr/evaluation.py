@@ -76,6 +76,9 @@ def evaluate_checkpoint(config_path: Path, checkpoint: Path, data_root: Path, sp
     cfg.load_from = str(checkpoint)
     cfg.resume = False
     cfg.visualizer.vis_backends = [dict(type="LocalVisBackend")]
+    # The training config draws a few val predictions into TensorBoard; in the test loop mmdet's hook would draw
+    # every image, so it is off here.
+    cfg.default_hooks.visualization.draw = False
     cfg.visualizer.name = f"eval-visualizer-{uuid.uuid4().hex[:12]}"  # not the training run's instance
     with tempfile.TemporaryDirectory(prefix="alpr-eval-") as tmp:
         cfg.work_dir = tmp
@@ -106,3 +109,56 @@ def select_best(results: dict[str, dict[str, float]], metric: str = "eir") -> st
         return (-math.inf if v is None or math.isnan(v) else v, i)
 
     return max(enumerate(results.items()), key=score)[1][0]
+
+
+#: Reading thresholds searched on the val split by :func:`sweep_reading_thresholds` (the reading's defaults,
+#: 0.3 / 0.3, are in the grid).
+THRESHOLD_GRID: dict[str, tuple[float, ...]] = {
+    "plate_score_thr": (0.2, 0.3, 0.4, 0.5),
+    "char_score_thr": (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6),
+}
+
+
+def sweep_reading_thresholds(detections, truths, grid: dict[str, tuple[float, ...]] | None = None,
+                             ) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Choose the plate and character score thresholds of the reader on a validation split.
+
+    Args:
+        detections: per image ``(bboxes (N, 4), labels (N,), scores (N,))`` as :meth:`alpr.inference.PlateReader.
+            detect` returns them.
+        truths: per image its ground-truth plates (``[{"box", "text"}, ...]``, as in the COCO image records).
+        grid: ``{"plate_score_thr": values, "char_score_thr": values}``; default :data:`THRESHOLD_GRID`.
+
+    Returns:
+        ``(best, table)``: the thresholds with the highest EIR (ties: higher plate precision, then character
+        accuracy, then closest to the defaults 0.3 / 0.3), and one row per grid point with ``eir``,
+        ``plate_precision``, ``char_accuracy``.
+
+    Raises:
+        ValueError: ``detections`` and ``truths`` differ in length, or the split has no images.
+    """
+    import itertools
+
+    from alpr.metrics import PlateMetrics
+    from alpr.reading import read_arrays
+
+    grid = grid or THRESHOLD_GRID
+    if len(detections) != len(truths):
+        raise ValueError(f"{len(detections)} detections for {len(truths)} images")
+    if not truths:
+        raise ValueError("no images to choose reading thresholds on")
+    table = []
+    for plate_thr, char_thr in itertools.product(grid["plate_score_thr"], grid["char_score_thr"]):
+        acc = PlateMetrics()
+        for (b, l, s), truth in zip(detections, truths):
+            acc.add(truth, read_arrays(b, l, s, plate_score_thr=plate_thr, char_score_thr=char_thr))
+        res = acc.result()
+        table.append({"plate_score_thr": plate_thr, "char_score_thr": char_thr,
+                      **{k: float(res[k]) for k in ("eir", "plate_precision", "char_accuracy")}})
+
+    def key(row: dict) -> tuple:
+        vals = [row[k] if not math.isnan(row[k]) else -math.inf for k in ("eir", "plate_precision", "char_accuracy")]
+        return (*vals, -abs(row["plate_score_thr"] - 0.3) - abs(row["char_score_thr"] - 0.3))
+
+    best = max(table, key=key)
+    return {"plate_score_thr": best["plate_score_thr"], "char_score_thr": best["char_score_thr"]}, table

@@ -60,7 +60,10 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 __all__ = [
+    "DEPLOY_ACTIONS",
     "SPLITS",
+    "TUNING_STUDY_STATES",
+    "TUNING_TRIAL_STATES",
     "AlreadyExists",
     "MetadataConnectionError",
     "MetadataError",
@@ -282,6 +285,82 @@ test_results = sa.Table(
     sa.Column("reading", sa.JSON, nullable=False),
     sa.Column("exact", sa.Boolean, nullable=False),
     _created(),
+    **_MYSQL,
+)
+
+# -- deployments (the Deploy step): one row per decision to serve a model, or not, at a serving target ----------
+
+#: What the Deploy step did: served the model, left the served one in place, or tried and failed.
+DEPLOY_ACTIONS: tuple[str, ...] = ("deployed", "skipped", "failed")
+
+deployments = sa.Table(
+    "deployments",
+    metadata_obj,
+    _id(),
+    _fk("model_id", "models.id"),
+    _fk("run_id", "pipeline_runs.id", nullable=True),
+    # "local", or "<namespace>/<InferenceService name>" on a cluster
+    sa.Column("target", sa.String(256), nullable=False, index=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("new_eir", sa.Double, nullable=True),
+    sa.Column("served_eir", sa.Double, nullable=True),
+    _fk("served_model_id", "models.id", nullable=True),
+    sa.Column("storage_uri", sa.String(1024), nullable=False),
+    _created(),
+    sa.CheckConstraint("action IN ('deployed', 'skipped', 'failed')", name="action"),
+    **_MYSQL,
+)
+
+
+# -- hyperparameter tuning (alpr.tuning): Katib Experiments and their local Optuna twin, with their trials -------
+
+#: States of a tuning study: running, finished (succeeded), failed (too many failed trials, or Katib's Failed),
+#: timed out (gave up waiting; the best so far is kept).
+TUNING_STUDY_STATES: tuple[str, ...] = ("running", "succeeded", "failed", "timeout")
+#: States of a tuning trial (Katib's and Optuna's in one vocabulary: EarlyStopped / PRUNED are "pruned").
+TUNING_TRIAL_STATES: tuple[str, ...] = ("running", "succeeded", "pruned", "failed")
+
+tuning_studies = sa.Table(
+    "tuning_studies",
+    metadata_obj,
+    _id(),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("backend", sa.String(16), nullable=False),  # "katib" | "optuna"
+    sa.Column("algorithm", sa.String(64), nullable=False),
+    sa.Column("objective", sa.String(64), nullable=False),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("search_space", sa.JSON, nullable=False),
+    sa.Column("settings", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("best_trial", sa.String(128), nullable=True),
+    sa.Column("best_value", sa.Double, nullable=True),
+    sa.Column("best_params", sa.JSON, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint("status IN ('running', 'succeeded', 'failed', 'timeout')", name="status"),
+    sa.CheckConstraint("direction IN ('maximize', 'minimize')", name="direction"),
+    **_MYSQL,
+)
+
+tuning_trials = sa.Table(
+    "tuning_trials",
+    metadata_obj,
+    _id(),
+    _fk("study_id", "tuning_studies.id"),
+    sa.Column("name", sa.String(128), nullable=False),  # Katib's trial name, or "trial-<number>"
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("value", sa.Double, nullable=True),  # the objective (best observation), None if never reported
+    sa.Column("metrics", sa.JSON, nullable=False),  # {name: value}: the objective's best, the others' latest
+    sa.Column("intermediate", sa.JSON, nullable=False),  # [{"step": n, name: value, ...}] per validation
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("study_id", "name"),
+    sa.CheckConstraint("state IN ('running', 'succeeded', 'pruned', 'failed')", name="state"),
     **_MYSQL,
 )
 
@@ -594,6 +673,81 @@ def _q_test_results(conn: Connection, model_id: int) -> list[dict]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+# -- deployments
+
+
+def _deployment_select() -> sa.Select:
+    d = deployments
+    return sa.select(
+        d.c.id, d.c.model_id, pipeline_runs.c.name.label("run"), d.c.target, d.c.action, d.c.reason, d.c.new_eir,
+        d.c.served_eir, d.c.served_model_id, d.c.storage_uri, d.c.created_at,
+    ).select_from(d.outerjoin(pipeline_runs, d.c.run_id == pipeline_runs.c.id))
+
+
+def _q_deployments(conn: Connection, target: str | None = None) -> list[dict]:
+    query = _deployment_select().order_by(deployments.c.created_at, deployments.c.id)
+    if target is not None:
+        query = query.where(deployments.c.target == target)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _q_current_deployment(conn: Connection, target: str) -> dict | None:
+    query = (
+        _deployment_select()
+        .where(deployments.c.target == target, deployments.c.action == "deployed")
+        .order_by(deployments.c.created_at.desc(), deployments.c.id.desc())
+        .limit(1)
+    )
+    return _as_dict(conn.execute(query).first())
+
+
+# -- hyperparameter tuning
+
+
+def _tuning_study_id(conn: Connection, name: str) -> int:
+    found = conn.execute(sa.select(tuning_studies.c.id).where(tuning_studies.c.name == name)).scalar()
+    if found is None:
+        raise NotFound(f"tuning study {name!r} does not exist")
+    return int(found)
+
+
+def _q_get_tuning_study(conn: Connection, name: str) -> dict | None:
+    return _as_dict(conn.execute(sa.select(tuning_studies).where(tuning_studies.c.name == name)).first())
+
+
+def _q_latest_tuning_study(conn: Connection) -> dict | None:
+    query = (
+        sa.select(tuning_studies)
+        .where(tuning_studies.c.best_trial.is_not(None))
+        .order_by(tuning_studies.c.finished_at.desc(), tuning_studies.c.id.desc())
+        .limit(1)
+    )
+    return _as_dict(conn.execute(query).first())
+
+
+def _q_tuning_trials(conn: Connection, name: str) -> list[dict]:
+    study_id = _tuning_study_id(conn, name)
+    t = tuning_trials
+    query = sa.select(t).where(t.c.study_id == study_id).order_by(t.c.number, t.c.id)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _finite_or_none(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    return number if math.isfinite(number) else None
+
+
+def _finite_metrics(metrics: Mapping[str, Any], what: str) -> dict[str, float | None]:
+    return {_check_name(k, f"{what} name"): _finite_or_none(v, f"{what} {k!r}") for k, v in metrics.items()}
+
+
 # --------------------------------------------------------------------------------------------------- read API
 
 
@@ -741,6 +895,57 @@ class _Reads:
             NotFound: no model ``model_id``.
         """
         return self._read(_q_test_results, model_id)
+
+    # -- deployments
+
+    def deployments(self, target: str | None = None) -> list[dict]:
+        """Return the Deploy step's decisions (at ``target`` when given), oldest first.
+
+        Returns:
+            ``[{"id", "model_id", "run" (name or None), "target", "action" ("deployed" | "skipped" | "failed"),
+            "reason", "new_eir", "served_eir" (None when unknown), "served_model_id" (None when nothing was
+            served), "storage_uri", "created_at"}]``.
+        """
+        return self._read(_q_deployments, target)
+
+    def current_deployment(self, target: str) -> dict | None:
+        """Return the latest successful deployment at ``target`` (the model served there now), or None.
+
+        ``target`` is ``"local"`` or ``"<namespace>/<InferenceService name>"``; the dict is shaped as a
+        :meth:`deployments` item with ``action == "deployed"``.
+        """
+        return self._read(_q_current_deployment, target)
+
+    # -- hyperparameter tuning
+
+    def get_tuning_study(self, name: str) -> dict | None:
+        """Return tuning study ``name`` or None.
+
+        Returns:
+            ``{"id", "name", "backend" ("katib" | "optuna"), "algorithm", "objective", "direction",
+            "search_space" (the Katib parameter specs), "settings", "status" (see TUNING_STUDY_STATES), "message",
+            "best_trial" (name or None), "best_value", "best_params" (the Hyperparameters to train with, or None),
+            "started_at", "finished_at"}``.
+        """
+        return self._read(_q_get_tuning_study, name)
+
+    def latest_tuning_study(self) -> dict | None:
+        """Return the most recently finished tuning study that has a best trial (as :meth:`get_tuning_study`),
+        or None."""
+        return self._read(_q_latest_tuning_study)
+
+    def tuning_trials(self, study: str) -> list[dict]:
+        """Return the trials of tuning study ``study`` by number.
+
+        Returns:
+            ``[{"id", "study_id", "name", "number", "state" (see TUNING_TRIAL_STATES), "params", "value" (the
+            objective, None if never reported), "metrics", "intermediate": [{"step", <metric>: value}], "message",
+            "started_at", "finished_at"}]``.
+
+        Raises:
+            NotFound: no study ``study``.
+        """
+        return self._read(_q_tuning_trials, study)
 
 
 # --------------------------------------------------------------------------------------------------- transaction
@@ -1055,6 +1260,171 @@ class MetadataTx(_Reads):
             out.append(row)
         _insert_many(conn, test_results, out)
         return len(out)
+
+    # -- deployments
+
+    def add_deployment(
+        self,
+        model_id: int,
+        target: str,
+        action: str,
+        reason: str,
+        *,
+        new_eir: float | None,
+        served_eir: float | None,
+        served_model_id: int | None,
+        storage_uri: str,
+        run: str | None = None,
+    ) -> int:
+        """Record a Deploy decision for model ``model_id`` at ``target``; return its id.
+
+        Args:
+            model_id: the model the decision is about (the newly selected one).
+            target: ``"local"`` or ``"<namespace>/<InferenceService name>"`` (<= 256 characters).
+            action: ``"deployed"``, ``"skipped"`` or ``"failed"``.
+            reason: human-readable reason, with both EIR figures (free text; for ``failed``, the error).
+            new_eir: the model's EIR (None when unknown; NaN and infinities are stored as None).
+            served_eir: the EIR of the model served at ``target`` before (None when nothing was served).
+            served_model_id: that model's id, or None.
+            storage_uri: where the model lives (what the server loads; <= 1024 characters).
+            run: name of the pipeline run that decided, or None.
+
+        Raises:
+            NotFound: no model ``model_id`` / ``served_model_id``, or no run ``run``.
+            ValueError: an unknown action, an empty target or reason, a string longer than its column.
+        """
+        conn = self.connection
+        if action not in DEPLOY_ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(DEPLOY_ACTIONS)}; got {action!r}")
+        _check_name(target, "target")
+        _check_name(storage_uri, "storage_uri")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"reason must be a non-empty string, got {reason!r}")
+        figures = {}
+        for key, value in (("new_eir", new_eir), ("served_eir", served_eir)):
+            number = None if value is None else float(value)
+            figures[key] = number if number is not None and math.isfinite(number) else None
+        return _insert(conn, deployments, {
+            "model_id": _require_model(conn, model_id), "run_id": _run_id(conn, run), "target": target,
+            "action": action, "reason": reason, **figures,
+            "served_model_id": None if served_model_id is None else _require_model(conn, served_model_id),
+            "storage_uri": storage_uri, "created_at": _now(),
+        })
+
+    # -- hyperparameter tuning
+
+    def start_tuning_study(self, name: str, *, backend: str, algorithm: str, objective: str, direction: str,
+                           search_space: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> int:
+        """Record the start of tuning study ``name`` (status ``"running"``, started now); return its id.
+
+        Args:
+            name: the study's unique name (the Katib Experiment's name; <= 128 characters).
+            backend: ``"katib"`` or ``"optuna"``.
+            algorithm: the search algorithm (Katib's name: ``random``, ``tpe``, ``bayesianoptimization``).
+            objective: the objective metric's name.
+            direction: ``"maximize"`` or ``"minimize"``.
+            search_space: the Katib parameter specs (JSON).
+            settings: the study's other settings (trial counts, fixed hyperparameters, data; JSON).
+
+        Raises:
+            AlreadyExists: a study ``name`` exists.
+            ValueError: an unknown direction or backend, something that is not JSON.
+        """
+        conn = self.connection
+        _check_name(name, "tuning study name")
+        if backend not in ("katib", "optuna"):
+            raise ValueError(f"backend must be katib or optuna, got {backend!r}")
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be maximize or minimize, got {direction!r}")
+        _check_name(algorithm, "algorithm")
+        _check_name(objective, "objective")
+        _check_json(list(search_space), "search_space")
+        _check_json(dict(settings), "settings")
+        if _q_get_tuning_study(conn, name) is not None:
+            raise AlreadyExists(f"tuning study {name!r} already exists")
+        with _duplicates_as(f"tuning study {name!r} already exists"):
+            return _insert(conn, tuning_studies, {
+                "name": name, "backend": backend, "algorithm": algorithm, "objective": objective,
+                "direction": direction, "search_space": list(search_space), "settings": dict(settings),
+                "status": "running", "message": "", "best_trial": None, "best_value": None, "best_params": None,
+                "started_at": _now(), "finished_at": None,
+            })
+
+    def add_tuning_trial(self, study: str, name: str, *, number: int, state: str, params: Mapping[str, Any],
+                         value: float | None = None, metrics: Mapping[str, Any] | None = None,
+                         intermediate: Sequence[Mapping[str, Any]] = (), message: str = "",
+                         started_at: datetime | None = None, finished_at: datetime | None = None) -> int:
+        """Record trial ``name`` of tuning study ``study``; return its id.
+
+        Args:
+            study: the study's name.
+            name: the trial's name, unique in the study (<= 128 characters).
+            number: its number in the study (0-based).
+            state: one of :data:`TUNING_TRIAL_STATES`.
+            params: the searched parameters' values (JSON).
+            value: the objective's value (NaN / infinities / None stored as NULL).
+            metrics: ``{metric: value}`` (non-finite values stored as None).
+            intermediate: ``[{"step": n, metric: value, ...}]``, one per validation (non-finite values as None).
+            message: why it failed or was pruned (free text).
+            started_at: when it started (timezone-aware), or None.
+            finished_at: when it ended (timezone-aware), or None.
+
+        Raises:
+            NotFound: no study ``study``.
+            AlreadyExists: the study has a trial ``name``.
+            ValueError: an unknown state, a value that is not a number, something that is not JSON.
+        """
+        conn = self.connection
+        _check_name(name, "trial name")
+        if state not in TUNING_TRIAL_STATES:
+            raise ValueError(f"state must be one of {', '.join(TUNING_TRIAL_STATES)}; got {state!r}")
+        number = _check_int(number, "number")
+        _check_json(dict(params), "params")
+        steps = []
+        for i, step in enumerate(intermediate):
+            steps.append({k: (v if k == "step" else _finite_or_none(v, f"intermediate[{i}].{k}"))
+                          for k, v in step.items()})
+        _check_json(steps, "intermediate")
+        study_id = _tuning_study_id(conn, study)
+        with _duplicates_as(f"tuning study {study!r} already has a trial {name!r}"):
+            return _insert(conn, tuning_trials, {
+                "study_id": study_id, "name": name, "number": number, "state": state, "params": dict(params),
+                "value": _finite_or_none(value, "value"), "metrics": _finite_metrics(metrics or {}, "metric"),
+                "intermediate": steps, "message": message or "", "started_at": started_at,
+                "finished_at": finished_at,
+            })
+
+    def finish_tuning_study(self, name: str, status: str, *, best_trial: str | None = None,
+                            best_value: float | None = None, best_params: Mapping[str, Any] | None = None,
+                            message: str = "") -> int:
+        """Set tuning study ``name``'s final ``status`` and best trial (finished now); return its id.
+
+        Args:
+            name: the study.
+            status: ``"succeeded"``, ``"failed"`` or ``"timeout"``.
+            best_trial: the best trial's name (None when no trial reported the objective).
+            best_value: its objective value.
+            best_params: the hyperparameters to train with (the searched values and the fixed ones; JSON).
+            message: what happened (free text; the error for ``failed``/``timeout``).
+
+        Raises:
+            NotFound: no study ``name``.
+            ValueError: an unknown status, best parameters without a best trial, something that is not JSON.
+        """
+        conn = self.connection
+        if status not in TUNING_STUDY_STATES or status == "running":
+            raise ValueError(f"status must be one of succeeded, failed, timeout; got {status!r}")
+        if best_params is not None and best_trial is None:
+            raise ValueError("best_params given without best_trial")
+        if best_params is not None:
+            _check_json(dict(best_params), "best_params")
+        study_id = _tuning_study_id(conn, name)
+        row = {"status": status, "message": message or "", "best_trial": best_trial,
+               "best_value": _finite_or_none(best_value, "best_value"),
+               "best_params": None if best_params is None else dict(best_params), "finished_at": _now()}
+        _check_lengths(tuning_studies, row)
+        conn.execute(sa.update(tuning_studies).where(tuning_studies.c.id == study_id).values(**row))
+        return study_id
 
 
 # --------------------------------------------------------------------------------------------------- store

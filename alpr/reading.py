@@ -7,8 +7,10 @@ Steps (:func:`read_plates`):
 
 1. Keep plates with ``score >= plate_score_thr`` and characters with ``score >= char_score_thr`` (NaN scores
    never pass). Unknown labels raise :class:`ValueError`.
-2. De-duplicate characters class-agnostically: where two boxes overlap with IoU >= ``char_nms_iou`` (two classes
-   predicted at one place) the higher score is kept.
+2. De-duplicate characters class-agnostically into *slots*: where two boxes overlap with IoU >= ``char_nms_iou``
+   (two classes predicted at one place) or one lies mostly inside the other (intersection over the smaller box
+   >= ``char_containment``: a fragment of a glyph) the higher score is kept; the others stay as the slot's
+   alternatives.
 3. Assign each character to the plate whose outline (polygon when given, else box) contains the character's centre
    (PLATE_SPEC "A character belongs to the plate whose outline contains the character's centre"); when several
    plates contain it, the one with the smallest area. Characters in no plate are ignored.
@@ -20,7 +22,10 @@ Steps (:func:`read_plates`):
    in-plane rotation (PLATE_SPEC plates up to ±15°) and perspective, where a fixed y threshold is not: the end
    characters of a 7-character one-line plate rotated by 15° differ in y by more than a character height. The
    number of lines is never forced from the plate's layout label: the detector might be wrong about it.
-5. Report every kept plate (even with no characters: text ``""``, valid false), ``valid`` from
+5. With ``syntax`` on, a plate of exactly 7 slots takes, at a slot whose best class is of the wrong kind for its
+   position (letter at position 3, digits elsewhere), the best alternative of the right kind (:func:`_apply_syntax`).
+   Plates of other lengths are reported as detected.
+6. Report every kept plate (even with no characters: text ``""``, valid false), ``valid`` from
    :func:`alpr.spec.is_valid_text`, sorted by descending score (ties keep the input order).
 """
 
@@ -230,17 +235,84 @@ def _passes(score: float, thr: float) -> bool:
     return score >= thr  # False for NaN
 
 
-def _dedup_characters(chars: list[Detection], iou_thr: float | None) -> list[Detection]:
-    """Class-agnostic NMS: higher score first (ties: input order); drop boxes with IoU >= ``iou_thr``."""
+def _io_min(a: Box, b: Box) -> float:
+    """Intersection over the smaller box's area (1.0 when one box lies inside the other)."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    smaller = min(max(a[2] - a[0], 0.0) * max(a[3] - a[1], 0.0), max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0))
+    return iw * ih / smaller if smaller > 0 else 0.0
+
+
+def _same_place(a: Box, b: Box, iou_thr: float | None, containment: float | None) -> bool:
+    """Whether two character boxes cover the same glyph: IoU >= ``iou_thr`` or, when ``containment`` is set,
+    intersection over the smaller box >= ``containment`` (a fragment of a glyph detected inside the glyph's box)."""
+    if iou_thr is not None and _iou(a, b) >= iou_thr:
+        return True
+    return containment is not None and _io_min(a, b) >= containment
+
+
+@dataclass
+class _Slot:
+    """One character position: the kept detection and the other classes detected at the same place."""
+
+    best: Detection
+    alternatives: list[Detection]
+
+
+def _character_slots(chars: list[Detection], alternates: list[Detection], iou_thr: float | None,
+                     containment: float | None) -> list[_Slot]:
+    """Class-agnostic NMS into slots.
+
+    ``chars`` (score >= the character threshold) are visited by descending score (ties: input order); each one
+    that is not at the same place (:func:`_same_place`) as an already kept one opens a slot. Every detection of
+    ``chars`` and ``alternates`` (lower-scored candidates) that is at the same place as a slot's detection
+    becomes one of that slot's alternatives (the slot it overlaps most by IoU). With both criteria ``None``
+    every character is its own slot.
+    """
     order = sorted(range(len(chars)), key=lambda i: (-chars[i].score, i))
-    if iou_thr is None:
-        return [chars[i] for i in order]
-    kept: list[Detection] = []
+    slots: list[_Slot] = []
     for i in order:
         c = chars[i]
-        if all(_iou(c.box, k.box) < iou_thr for k in kept):
-            kept.append(c)
-    return kept
+        if iou_thr is None and containment is None:
+            slots.append(_Slot(c, []))
+        elif not any(_same_place(c.box, s.best.box, iou_thr, containment) for s in slots):
+            slots.append(_Slot(c, []))
+    if iou_thr is None and containment is None:
+        return slots
+    kept = {id(s.best) for s in slots}
+    for c in [*chars, *alternates]:
+        if id(c) in kept:
+            continue
+        near = [(k, _iou(c.box, s.best.box)) for k, s in enumerate(slots)
+                if _same_place(c.box, s.best.box, iou_thr, containment)]
+        if near:
+            slots[max(near, key=lambda t: t[1])[0]].alternatives.append(c)
+    return slots
+
+
+def _apply_syntax(slots: list[_Slot]) -> list[Detection]:
+    """Choose each slot's character with the plate syntax when the plate has exactly the canonical length.
+
+    PLATE_SPEC's canonical text is ``^[0-9]{2}[A-E][0-9]{4}$``: position 3 is a letter, the rest are digits. For a
+    plate read with exactly 7 slots, a slot whose best class is of the wrong kind takes its best-scored
+    alternative of the right kind (detected at the same place), when there is one. Plates with another number of
+    characters are left as detected (reported ``valid: false``): a missing or extra character is never
+    invented or dropped. This is the pattern-constrained decoding of classic ALPR post-processing (e.g.
+    OpenALPR's per-country plate templates).
+    """
+    chosen = [s.best for s in slots]
+    if len(slots) != spec.PLATE_LENGTH:
+        return chosen
+    for pos, slot in enumerate(slots):
+        want_letter = spec.POSITION_IS_LETTER[pos]
+        if slot.best.label.isalpha() == want_letter:
+            continue
+        fits = [a for a in slot.alternatives if a.label.isalpha() == want_letter]
+        if fits:
+            chosen[pos] = max(fits, key=lambda a: a.score)
+    return chosen
 
 
 def _round_box(box: Box) -> list[float]:
@@ -253,6 +325,9 @@ def read_plates(
     plate_score_thr: float = 0.3,
     char_score_thr: float = 0.3,
     char_nms_iou: float | None = 0.5,
+    char_containment: float | None = 0.7,
+    syntax: bool = True,
+    alt_score_thr: float = 0.05,
     plate_nms_iou: float | None = None,
 ) -> dict[str, Any]:
     """Read the plates of one image from its detections.
@@ -264,6 +339,12 @@ def read_plates(
         char_score_thr: Keep characters with ``score >= char_score_thr`` (use 0 for ground truth).
         char_nms_iou: Class-agnostic de-duplication of characters: of two characters whose boxes overlap with
             IoU >= this, the lower-scored one is dropped. ``None`` turns it off.
+        char_containment: Also de-duplicate two characters when their intersection covers at least this fraction
+            of the smaller box (a fragment detected inside a glyph, which IoU misses). ``None`` turns it off.
+        syntax: For plates with exactly 7 characters, take a letter at position 3 and digits elsewhere from the
+            classes detected at the same place when the best one is of the wrong kind (:func:`_apply_syntax`).
+        alt_score_thr: Lowest score of such an alternative class (only used at places where a character with
+            ``score >= char_score_thr`` was found).
         plate_nms_iou: Optional class-agnostic de-duplication of plates (e.g. one plate detected as both layouts);
             ``None`` (the default) keeps every plate above the threshold.
 
@@ -279,6 +360,7 @@ def read_plates(
     """
     plates: list[tuple[int, Detection]] = []
     chars: list[Detection] = []
+    alternates: list[Detection] = []
     for i, d in enumerate(detections):
         if not isinstance(d, Detection):
             raise TypeError(f"detection {i} is a {type(d).__name__}, not a Detection")
@@ -289,6 +371,8 @@ def read_plates(
                 plates.append((i, d))
         elif _passes(d.score, char_score_thr):
             chars.append(d)
+        elif syntax and _passes(d.score, alt_score_thr):
+            alternates.append(d)
 
     plates.sort(key=lambda t: (-t[1].score, t[0]))
     if plate_nms_iou is not None:
@@ -298,12 +382,12 @@ def read_plates(
                 kept_plates.append((i, p))
         plates = kept_plates
 
-    chars = _dedup_characters(chars, char_nms_iou)
+    slots = _character_slots(chars, alternates, char_nms_iou, char_containment)
 
-    members: list[list[Detection]] = [[] for _ in plates]
+    members: list[list[_Slot]] = [[] for _ in plates]
     areas = [_area(p) for _, p in plates]
-    for c in chars:
-        cx, cy = _centre(c.box)
+    for c in slots:
+        cx, cy = _centre(c.best.box)
         best: int | None = None
         for k, (_, p) in enumerate(plates):
             if _contains(p, cx, cy) and (best is None or areas[k] < areas[best]):
@@ -314,7 +398,8 @@ def read_plates(
     out: list[dict[str, Any]] = []
     for (_, p), cs in zip(plates, members):
         prior = _polygon_direction(p.polygon) if p.polygon is not None else 0.0
-        ordered = [cs[i] for i in _reading_order([c.box for c in cs], prior)]
+        ordered_slots = [cs[i] for i in _reading_order([c.best.box for c in cs], prior)]
+        ordered = _apply_syntax(ordered_slots) if syntax else [c.best for c in ordered_slots]
         text = "".join(c.label for c in ordered)
         out.append(
             {

@@ -23,6 +23,9 @@ LAYOUTS: Final[tuple[str, ...]] = ("one_line", "two_line")
 
 #: Canonical text: region (2 digits) + type (1 letter A-E) + serial (4 digits), e.g. ``12A3456``.
 PLATE_PATTERN: Final = re.compile(r"^[0-9]{2}[A-E][0-9]{4}$")
+#: Characters in a canonical text, and which positions hold a letter (the rest hold digits), from PLATE_PATTERN.
+PLATE_LENGTH: Final = 7
+POSITION_IS_LETTER: Final[tuple[bool, ...]] = (False, False, True, False, False, False, False)
 
 #: The original project's label names, mapped to ours (PLATE_SPEC "Annotations").
 LEGACY_LABELS: Final[dict[str, str]] = {

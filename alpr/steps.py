@@ -91,12 +91,14 @@ def record_step(settings: Settings, *, annotation_version: str, fractions: tuple
 
 # --------------------------------------------------------------------------------------------- Train
 def train_step(settings: Settings, *, data_root: Path, out_dir: Path, run_name: str, hp, config: str,
-               num_workers: int = 1) -> dict:
+               num_workers: int = 1, extra_hooks: list[dict] | None = None) -> dict:
     """Train on the training version in ``data_root``; put candidate checkpoints + config into ``out_dir``.
 
     The mmengine work dir lives in the workspace cache (``<cache>/train/<run_name>``) so that a killed step
     resumes from its last checkpoint when re-run. Checkpoints, merged config and TensorBoard logs are published
-    to ``<storage>/runs/<run_name>/train`` and ``<storage>/tensorboard/<run_name>``.
+    to ``<storage>/runs/<run_name>/train`` and ``<storage>/tensorboard/<run_name>``. ``extra_hooks`` (mmengine
+    hook configs) are appended to the config's ``custom_hooks`` (the training benchmark's timed snapshots, the
+    tuner's metric reporter).
 
     Returns:
         lineage of the candidates: training version, hyperparameters, config hash, storage URIs, val metrics.
@@ -109,6 +111,8 @@ def train_step(settings: Settings, *, data_root: Path, out_dir: Path, run_name: 
     data_lineage = read_lineage(data_root)
     work_dir = Path(settings.cache_dir) / "train" / run_name
     cfg = build_config(data_root, work_dir, hp, config=config, num_workers=num_workers)
+    if extra_hooks:
+        cfg.custom_hooks = [*cfg.get("custom_hooks", []), *extra_hooks]
     result = train(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -144,8 +148,9 @@ def evaluate_step(settings: Settings, *, data_root: Path, candidates_dir: Path, 
                   selection_metric: str = "eir") -> dict:
     """Evaluate every candidate checkpoint on the val split, select one, publish and record it.
 
-    Every candidate becomes a ``models`` row with its evaluation; the selected one is marked selected and
-    published as a model directory (:mod:`alpr.inference`) to ``<storage>/runs/<run_name>/model``, which is also
+    Every candidate becomes a ``models`` row with its evaluation; the selected one gets its reading thresholds
+    chosen on the val split (:func:`tune_reading`; its val reading metrics are those at the chosen thresholds), is
+    marked selected and published as a model directory (:mod:`alpr.inference`) to ``<storage>/runs/<run_name>/model``, which is also
     copied into ``out_dir``.
 
     Returns:
@@ -169,6 +174,8 @@ def evaluate_step(settings: Settings, *, data_root: Path, candidates_dir: Path, 
     meta = {"lineage": {k: v for k, v in lineage.items() if k != "candidates"}, "checkpoint": best,
             "val_metrics": results[best], "selection_metric": selection_metric}
     write_model_dir(out_dir, config_path, candidates_dir / best, meta)
+    thresholds, tuned = tune_reading(out_dir, data_root, "val")
+    results[best] = {**results[best], **tuned}
     with store.transaction() as tx:
         ids = {}
         for name, metrics in results.items():
@@ -186,6 +193,56 @@ def evaluate_step(settings: Settings, *, data_root: Path, candidates_dir: Path, 
     out.pop("val_metrics", None)
     _write_lineage(out_dir, out)
     return out
+
+
+#: Zoom settings Evaluate tries on val (:class:`alpr.inference.PlateReader` ``zoom_below_px``; 0 = one pass).
+ZOOM_CHOICES = (0, 96, 160, 320)
+
+
+def tune_reading(model_dir: Path, data_root: Path, split: str = "val") -> tuple[dict, dict]:
+    """Choose the model's reading settings on ``split`` and store them in its ``model.json``.
+
+    For each of :data:`ZOOM_CHOICES` the detector runs once over the split, then
+    :func:`alpr.evaluation.sweep_reading_thresholds` sweeps :data:`alpr.evaluation.THRESHOLD_GRID` on those
+    detections; the best EIR wins (ties: plate precision, character accuracy, then the cheaper zoom). Writes
+    ``thresholds``, ``zoom_below_px`` and the sweep tables (``threshold_sweep``) into ``model.json`` and updates its
+    ``val_metrics``.
+
+    Returns:
+        ``(settings {"plate_score_thr", "char_score_thr", "zoom_below_px"}, reading metrics at those settings:
+        eir, plate_precision, char_accuracy)``; two empty dicts when the split has no images.
+    """
+    from alpr.evaluation import sweep_reading_thresholds
+    from alpr.inference import METADATA_FILE, PlateReader
+
+    model_dir, data_root = Path(model_dir), Path(data_root)
+    images = json.loads((data_root / "annotations" / f"{split}.json").read_text())["images"]
+    if not images:
+        return {}, {}
+    reader = PlateReader(model_dir)
+    paths = [data_root / img["file_name"] for img in images]
+    truths = [img.get("plates", []) for img in images]
+    tables, best = {}, None
+    for zoom in ZOOM_CHOICES:
+        thresholds, table = sweep_reading_thresholds(reader.detect_files(paths, zoom_below_px=zoom), truths)
+        row = next(r for r in table if r["plate_score_thr"] == thresholds["plate_score_thr"]
+                   and r["char_score_thr"] == thresholds["char_score_thr"])
+        tables[str(zoom)] = table
+        key = tuple(-math.inf if math.isnan(row[k]) else row[k] for k in ("eir", "plate_precision", "char_accuracy"))
+        log.info("zoom_below_px=%d on %s: %s → %s", zoom, split, thresholds, row)
+        if best is None or key > best[0]:
+            best = (key, {**thresholds, "zoom_below_px": zoom}, row)
+    _, settings, row = best
+    tuned = {k: row[k] for k in ("eir", "plate_precision", "char_accuracy")}
+    meta_path = model_dir / METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["thresholds"] = {k: settings[k] for k in ("plate_score_thr", "char_score_thr")}
+    meta["zoom_below_px"] = settings["zoom_below_px"]
+    meta["threshold_sweep"] = {"split": split, "by_zoom_below_px": tables}
+    meta["val_metrics"] = {**meta.get("val_metrics", {}), **tuned}
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    log.info("reading settings chosen on %s: %s → %s", split, settings, tuned)
+    return settings, tuned
 
 
 def _epoch_of(checkpoint: str) -> int | None:

@@ -2,9 +2,10 @@
 
 Each sample is a photograph shipped inside an installed package (scikit-image's ``skimage/data`` files and
 matplotlib's ``mpl-data/sample_data`` images, read by path, never over the network), randomly cropped, scaled
-and flipped, with one or two plates pasted in perspective. A plate is first drawn flat with Pillow (fonts are
-the upright TTF files shipped with matplotlib) and then warped into the photo with OpenCV; the same warp maps
-the plate's corners and every character's tight ink box, which become labelme polygons:
+and flipped (or a collage of several, or a drawn street-like scene), with one or two plates pasted in
+perspective. A plate is first drawn flat with Pillow (fonts are the upright TTF files shipped with matplotlib and
+with the font-roboto and font-source-sans-pro packages) and then warped into the photo with OpenCV; the same warp
+maps the plate's corners and every character's tight ink box, which become labelme polygons:
 
 - one ``plate_one_line`` / ``plate_two_line`` polygon per plate: its 4 warped corners, clockwise from top-left;
 - one polygon per character, labelled with the character (``0``..``9``, ``A``..``E``), in reading order.
@@ -45,8 +46,16 @@ SKIMAGE_PHOTOS: Final[tuple[str, ...]] = (
 PHOTO_SUFFIXES: Final[tuple[str, ...]] = (".jpg", ".jpeg", ".png")
 #: Font file names containing one of these are skipped: slanted faces, symbol/math fonts, subsets, fallback.
 EXCLUDED_FONT_MARKERS: Final[tuple[str, ...]] = (
-    "Oblique", "Italic", "Ita", "Sym", "NonUni", "Display", "LastResort", "cmex", "cmsy", "cmmi", "cmti",
+    "Oblique", "Italic", "Ita", "It.ttf", "Sym", "NonUni", "Display", "LastResort", "cmex", "cmsy", "cmmi", "cmti",
 )  # fmt: skip
+#: Installed Python packages that ship TTF fonts in a ``files/`` folder (PyPI ``font-roboto``,
+#: ``font-source-sans-pro``): more type faces than matplotlib's, so the model sees more than one design of each
+#: glyph. A package that is not installed is skipped.
+FONT_PACKAGES: Final[tuple[str, ...]] = ("font_roboto", "font_source_sans_pro")
+#: Probabilities of a collage background (tiles of 2-4 photos) and of a drawn street-like background (gradient,
+#: rectangles, lines), instead of one photo: more kinds of scene than the bundled photographs alone.
+COLLAGE_PROBABILITY: Final = 0.25
+DRAWN_BACKGROUND_PROBABILITY: Final = 0.1
 
 #: Output image: long side in pixels (inclusive range) and width:height aspect ratios.
 IMAGE_LONG_SIDE: Final[tuple[int, int]] = (512, 800)
@@ -114,7 +123,45 @@ def random_plate_text(rng: np.random.Generator) -> str:
     return f"{region}{rng.choice(letters)}{serial}"
 
 
-def render_sample(index: int, seed: int, layouts: Sequence[str] = spec.LAYOUTS) -> tuple[np.ndarray, dict[str, Any]]:
+@dataclass(frozen=True)
+class Sources:
+    """What samples are drawn from, when not the defaults (e.g. a held-out set with fonts and photographs the
+    training data never used).
+
+    Attributes:
+        fonts: TTF files for the plate text (default :func:`font_paths`); each must pass :func:`_font_is_usable`.
+        photos: background image files (default :func:`photo_paths`).
+        long_side: ``(min, max)`` image long side in pixels (default :data:`IMAGE_LONG_SIDE`).
+        aspects: width:height ratios to draw from (default :data:`IMAGE_ASPECTS`).
+
+    Raises:
+        ValueError: an empty font or photo list, or a font that cannot draw every plate character distinctly.
+    """
+
+    fonts: tuple[str, ...] | None = None
+    photos: tuple[Path, ...] | None = None
+    long_side: tuple[int, int] | None = None
+    aspects: tuple[tuple[int, int], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.fonts is not None:
+            if not self.fonts:
+                raise ValueError("Sources.fonts is empty")
+            bad = [f for f in self.fonts if not _font_is_usable(str(f))]
+            if bad:
+                raise ValueError(f"font(s) cannot draw 0-9 and A-E as distinct upright glyphs: {', '.join(bad)}")
+        if self.photos is not None and not self.photos:
+            raise ValueError("Sources.photos is empty")
+
+    def font_list(self) -> tuple[str, ...]:
+        return tuple(str(f) for f in self.fonts) if self.fonts is not None else font_paths()
+
+    def photo_list(self) -> tuple[Path, ...]:
+        return tuple(Path(p) for p in self.photos) if self.photos is not None else photo_paths()
+
+
+def render_sample(index: int, seed: int, layouts: Sequence[str] = spec.LAYOUTS,
+                  sources: Sources | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Render synthetic sample ``index`` of the run seeded with ``seed``.
 
     Args:
@@ -122,6 +169,7 @@ def render_sample(index: int, seed: int, layouts: Sequence[str] = spec.LAYOUTS) 
             determines the sample.
         seed: the run's seed (>= 0).
         layouts: plate layouts to draw from (:data:`alpr.spec.LAYOUTS`: ``one_line``, ``two_line``).
+        sources: fonts, photographs and image sizes to draw from instead of the defaults (:class:`Sources`).
 
     Returns:
         ``(image, labelme)``: an RGB ``uint8`` array of shape ``(H, W, 3)`` (long side 512-800 px) before JPEG
@@ -135,8 +183,9 @@ def render_sample(index: int, seed: int, layouts: Sequence[str] = spec.LAYOUTS) 
     _check_non_negative("seed", seed)
     layouts = _checked_layouts(layouts)
     rng = _sample_rng(seed, index, stream=0)
-    width, height = _random_image_size(rng)
-    image = _random_background(rng, width, height)
+    sources = sources or Sources()
+    width, height = _random_image_size(rng, sources.long_side or IMAGE_LONG_SIDE, sources.aspects or IMAGE_ASPECTS)
+    image = _random_background(rng, width, height, sources.photo_list())
     shapes: list[dict[str, Any]] = []
     placed: list[np.ndarray] = []
     for group_id in range(2 if rng.random() < TWO_PLATES_PROBABILITY else 1):
@@ -144,7 +193,7 @@ def render_sample(index: int, seed: int, layouts: Sequence[str] = spec.LAYOUTS) 
         placement = _place_plate(rng, layout, width, height, placed)
         if placement is None:
             continue
-        plate = _render_flat_plate(rng, layout, random_plate_text(rng), placement.width)
+        plate = _render_flat_plate(rng, layout, random_plate_text(rng), placement.width, sources.font_list())
         image = _draw_plate(rng, image, plate, placement)
         placed.append(placement.holder if placement.holder is not None else placement.quad)
         shapes.extend(_plate_shapes(plate, placement.quad, group_id, width, height))
@@ -158,6 +207,7 @@ def synthesize(
     seed: int = 0,
     layouts: Sequence[str] = spec.LAYOUTS,
     progress: bool = True,
+    sources: Sources | None = None,
 ) -> list[Path]:
     """Write ``n`` synthetic samples into ``out_dir`` (created if missing) and return their JSON paths.
 
@@ -171,6 +221,7 @@ def synthesize(
         seed: the run's seed (>= 0).
         layouts: plate layouts to draw from (:data:`alpr.spec.LAYOUTS`).
         progress: show a tqdm progress bar.
+        sources: fonts, photographs and image sizes instead of the defaults (:class:`Sources`).
 
     Raises:
         ValueError: ``n`` or ``seed`` is negative, or ``layouts`` is empty or names an unknown layout.
@@ -184,7 +235,7 @@ def synthesize(
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for index in tqdm(range(n), desc="synth", unit="img", disable=not progress):
-        image, labelme = render_sample(index, seed, layouts)
+        image, labelme = render_sample(index, seed, layouts, sources)
         stem = sample_stem(index)
         quality = int(_sample_rng(seed, index, stream=1).integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
         Image.fromarray(image).save(out_dir / f"{stem}.jpg", format="JPEG", quality=quality)
@@ -269,19 +320,28 @@ def _load_photo(path: Path) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def font_paths() -> tuple[str, ...]:
-    """Return the matplotlib TTF fonts that draw 0-9 and A-E as distinct, upright, lining glyphs, sorted.
+    """Return the installed TTF fonts that draw 0-9 and A-E as distinct, upright, lining glyphs, sorted.
 
-    Candidates are ``mpl-data/fonts/ttf/*.ttf`` minus names with an :data:`EXCLUDED_FONT_MARKERS` marker; each is
-    then checked by rendering (see :func:`_font_is_usable`).
+    Candidates are matplotlib's ``mpl-data/fonts/ttf/*.ttf`` and the ``files/*.ttf`` of the installed
+    :data:`FONT_PACKAGES`, minus names with an :data:`EXCLUDED_FONT_MARKERS` marker; each is then checked by
+    rendering (see :func:`_font_is_usable`).
 
     Raises:
         RuntimeError: no usable font was found.
     """
     import matplotlib
 
+    import importlib.util
+
     font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    files = list(font_dir.glob("*.ttf"))
+    for package in FONT_PACKAGES:
+        found = importlib.util.find_spec(package)
+        if found is not None and found.submodule_search_locations:
+            for location in found.submodule_search_locations:
+                files.extend((Path(location) / "files").glob("*.ttf"))
     candidates = sorted(
-        str(p) for p in font_dir.glob("*.ttf") if not any(marker in p.name for marker in EXCLUDED_FONT_MARKERS)
+        str(p) for p in files if not any(marker in p.name for marker in EXCLUDED_FONT_MARKERS)
     )
     usable = tuple(path for path in candidates if _font_is_usable(path))
     if not usable:
@@ -357,32 +417,77 @@ def _random_stroke(rng: np.random.Generator, path: str) -> int:
 # --------------------------------------------------------------------------------------------------- background
 
 
-def _random_image_size(rng: np.random.Generator) -> tuple[int, int]:
-    """Return a random ``(width, height)``: long side in :data:`IMAGE_LONG_SIDE`, aspect from :data:`IMAGE_ASPECTS`."""
-    long_side = int(rng.integers(IMAGE_LONG_SIDE[0], IMAGE_LONG_SIDE[1] + 1))
-    aspect_w, aspect_h = IMAGE_ASPECTS[int(rng.integers(len(IMAGE_ASPECTS)))]
+def _random_image_size(rng: np.random.Generator, long_sides: tuple[int, int],
+                       aspects: tuple[tuple[int, int], ...]) -> tuple[int, int]:
+    """Return a random ``(width, height)``: long side in ``long_sides`` (inclusive), aspect from ``aspects``."""
+    long_side = int(rng.integers(long_sides[0], long_sides[1] + 1))
+    aspect_w, aspect_h = aspects[int(rng.integers(len(aspects)))]
     return long_side, int(round(long_side * aspect_h / aspect_w))
 
 
-def _random_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """Return a float32 RGB ``(height, width, 3)`` background: a random crop of a random photo, resized, maybe
-    flipped, with a random per-channel gain."""
-    paths = photo_paths()
+def _random_background(rng: np.random.Generator, width: int, height: int, photos: tuple[Path, ...]) -> np.ndarray:
+    """Return a float32 RGB ``(height, width, 3)`` background with a random per-channel gain: one photo (random
+    crop, resized, maybe flipped), a collage of 2-4 photo tiles (:data:`COLLAGE_PROBABILITY`) or a drawn scene
+    (:data:`DRAWN_BACKGROUND_PROBABILITY`)."""
+    kind = rng.random()
+    if kind < DRAWN_BACKGROUND_PROBABILITY:
+        background = _drawn_background(rng, width, height)
+    elif kind < DRAWN_BACKGROUND_PROBABILITY + COLLAGE_PROBABILITY:
+        background = _photo_crop(rng, width, height, photos)
+        if rng.random() < 0.5:  # split vertically into 2-3 columns
+            cuts = np.sort(rng.uniform(0.2, 0.8, size=int(rng.integers(1, 3)))) * width
+            for x0, x1 in zip(cuts, np.append(cuts[1:], width)):
+                x0, x1 = int(x0), int(x1)
+                if x1 - x0 >= 16:
+                    background[:, x0:x1] = _photo_crop(rng, x1 - x0, height, photos)
+        else:  # split horizontally into 2-3 rows
+            cuts = np.sort(rng.uniform(0.2, 0.8, size=int(rng.integers(1, 3)))) * height
+            for y0, y1 in zip(cuts, np.append(cuts[1:], height)):
+                y0, y1 = int(y0), int(y1)
+                if y1 - y0 >= 16:
+                    background[y0:y1] = _photo_crop(rng, width, y1 - y0, photos)
+    else:
+        background = _photo_crop(rng, width, height, photos)
+    gain = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
+    return np.ascontiguousarray(np.clip(background * gain, 0, 255))
+
+
+def _photo_crop(rng: np.random.Generator, width: int, height: int, paths: tuple[Path, ...]) -> np.ndarray:
+    """Return a float32 RGB ``(height, width, 3)`` random crop of a random photo of ``paths``, resized, maybe
+    flipped."""
     photo = _load_photo(paths[int(rng.integers(len(paths)))])
     ph, pw = photo.shape[:2]
     crop_w = min(pw, ph * width / height) * rng.uniform(0.5, 1.0)
     crop_h = crop_w * height / width
     x0 = rng.uniform(0, pw - crop_w)
     y0 = rng.uniform(0, ph - crop_h)
-    crop = photo[int(y0) : int(y0 + crop_h), int(x0) : int(x0 + crop_w)]
+    # At least 2 source pixels each way (a thin collage strip of a wide frame would otherwise crop nothing).
+    x0, y0 = min(int(x0), pw - 2), min(int(y0), ph - 2)
+    crop = photo[y0 : max(int(y0 + crop_h), y0 + 2), x0 : max(int(x0 + crop_w), x0 + 2)]
     interpolation = cv2.INTER_AREA if crop.shape[1] > width else cv2.INTER_LINEAR
     background = cv2.resize(crop, (width, height), interpolation=interpolation).astype(np.float32)
     if rng.random() < 0.5:
         background = background[:, ::-1]
     if rng.random() < 0.1:
         background = background[::-1]
-    gain = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
-    return np.ascontiguousarray(np.clip(background * gain, 0, 255))
+    return np.ascontiguousarray(background)
+
+
+def _drawn_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Return a float32 RGB ``(height, width, 3)`` drawn scene: a vertical colour gradient, 5-25 filled
+    rectangles and 3-15 lines in random colours (walls, windows, car bodies, road marks), then a slight blur."""
+    top, bottom = rng.uniform(0, 255, size=3), rng.uniform(0, 255, size=3)
+    t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    image = np.ascontiguousarray(np.broadcast_to(top * (1 - t) + bottom * t, (height, width, 3)).astype(np.float32))
+    for _ in range(int(rng.integers(5, 26))):
+        x0, x1 = np.sort(rng.uniform(0, width, size=2)).astype(int)
+        y0, y1 = np.sort(rng.uniform(0, height, size=2)).astype(int)
+        cv2.rectangle(image, (int(x0), int(y0)), (int(x1), int(y1)), [float(v) for v in rng.uniform(0, 255, 3)], -1)
+    for _ in range(int(rng.integers(3, 16))):
+        p0 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        p1 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        cv2.line(image, p0, p1, [float(v) for v in rng.uniform(0, 255, 3)], int(rng.integers(1, 6)))
+    return cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.5, 2.0))
 
 
 # ------------------------------------------------------------------------------------------------------ colours
@@ -421,7 +526,8 @@ def _random_contrasting_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.n
 # ------------------------------------------------------------------------------------------------- flat plates
 
 
-def _render_flat_plate(rng: np.random.Generator, layout: str, text: str, width: float) -> _FlatPlate:
+def _render_flat_plate(rng: np.random.Generator, layout: str, text: str, width: float,
+                       fonts: tuple[str, ...]) -> _FlatPlate:
     """Draw plate ``text`` in ``layout`` flat, about ``width`` px wide (aspect from :data:`spec.PLATE_SIZE_MM`).
 
     Returns the plate image and the characters' tight ink boxes in reading order.
@@ -429,7 +535,7 @@ def _render_flat_plate(rng: np.random.Generator, layout: str, text: str, width: 
     mm_w, mm_h = spec.PLATE_SIZE_MM[layout]
     canvas_w = max(int(round(width)), 24)
     canvas_h = max(int(round(canvas_w * mm_h / mm_w * rng.uniform(0.95, 1.05))), 8)
-    font = font_paths()[int(rng.integers(len(font_paths())))]
+    font = fonts[int(rng.integers(len(fonts)))]
     stroke = _random_stroke(rng, font)
     inks = [_glyph_ink(font, char, stroke) for char in text]
     ink_layer = np.zeros((canvas_h, canvas_w), np.float32)

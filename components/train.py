@@ -20,6 +20,7 @@ def train(
     seed: int,
     model: Output[Model],
     metrics: Output[Metrics],
+    hp_override: str = "",
 ):
     """Train the detector of ``configs/<config>`` with the given hyperparameters.
 
@@ -39,6 +40,8 @@ def train(
         seed: training seed.
         model: output folder: merged ``config.py``, candidate ``*.pth``, ``lineage.json``.
         metrics: the last validation metrics (COCO mAP, EIR, plate precision, character accuracy).
+        hp_override: a JSON object of hyperparameters replacing the ones above (the Tune step's output); ``""``:
+            none.
     """
     import logging
     from pathlib import Path
@@ -48,8 +51,19 @@ def train(
     from alpr.training import Hyperparameters
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    hp = Hyperparameters(lr=lr, epochs=epochs, batch_size=batch_size, input_size=input_size,
-                         weight_decay=weight_decay, val_interval=val_interval, seed=seed)
+    given = dict(lr=lr, epochs=epochs, batch_size=batch_size, input_size=input_size, weight_decay=weight_decay,
+                 val_interval=val_interval, seed=seed)
+    if hp_override:
+        import dataclasses
+        import json
+
+        override = json.loads(hp_override)
+        unknown = sorted(set(override) - {f.name for f in dataclasses.fields(Hyperparameters)})
+        if unknown:
+            raise ValueError(f"hp_override: {', '.join(unknown)} are not hyperparameters")
+        logging.getLogger(__name__).info("hyperparameters from Tune: %s", override)
+        given.update(override)
+    hp = Hyperparameters(**given)
     lineage = train_step(load_settings(), data_root=Path(dataset.path), out_dir=Path(model.path), run_name=run_name,
                          hp=hp, config=config)
     model.metadata.update({k: lineage[k] for k in ("training_version", "annotation_version", "git_rev", "config_hash",

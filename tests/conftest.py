@@ -171,6 +171,8 @@ def tiny_training(tiny_coco, tmp_path_factory):
 
     work = tmp_path_factory.mktemp("tiny_train")
     cfg = build_config(tiny_coco, work, Hyperparameters(**TINY_HP), num_workers=0)
+    # Timed weight snapshots (benchmarks/bench_train.py's hook), every training iteration or so.
+    cfg.custom_hooks = [dict(type="TimedSnapshotHook", interval_s=0.01, out_dir=str(work / "snapshots"))]
     return train(cfg)
 
 

@@ -174,7 +174,7 @@ def test_to_coco_structure(files):
     json.dumps(coco, allow_nan=False)
 
 
-def test_to_coco_ground_truth_plates(files):
+def test_to_cocoground_truth_plates(files):
     images = to_coco(files[:2])["images"]
     assert images[0]["plates"] == [
         {"box": [10.0, 10.0, 94.0, 30.0], "text": "12A3456", "layout": "one_line"},

@@ -4,12 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
-from kfp.dsl import HTML, Dataset, Metrics, Model
+from kfp.dsl import HTML, Dataset, Markdown, Metrics, Model
 
 from alpr.metadata import MetadataStore
 from alpr.settings import Settings
 from alpr.synth import synthesize
 from alpr.versions import register_annotation_version
+from components.deploy import deploy
 from components.evaluate import evaluate
 from components.record import record
 from components.test import test as test_component
@@ -101,6 +102,26 @@ def test_test(workspace, artifacts):
     n_test = json.loads((Path(artifacts["dataset"].path) / "annotations" / "test.json").read_text())["images"]
     assert len(rows) == len(n_test) == report.metadata["images"]
     assert store.get_run(RUN)["status"] == "succeeded"
+
+
+def test_deploy(workspace, artifacts, tmp_path, monkeypatch):
+    monkeypatch.delenv("ALPR_DEPLOY_TARGET", raising=False)
+    decision, metrics = Markdown(name="decision", uri=str(tmp_path / "decision.md")), Metrics(name="m", uri="")
+    action = deploy.python_func(model=artifacts["selected"], run_name=RUN, deploy_target="", min_eir_improvement=0.0,
+                                decision=decision, metrics=metrics)
+    model_id = artifacts["selected"].metadata["model_id"]
+    assert action == "deployed" and decision.metadata["target"] == "local"  # nothing was served: deploy
+    text = Path(decision.path).read_text()
+    assert "**deployed**" in text and "make serve MODEL=" in text and artifacts["selected"].metadata["model_uri"] in text
+    assert metrics.metadata["deployed"] == 1.0 and "deploy_new_eir" in metrics.metadata
+    # the same model again: already served, skipped; both decisions are in the metadata store
+    again = Markdown(name="decision", uri=str(tmp_path / "again.md"))
+    assert deploy.python_func(model=artifacts["selected"], run_name=RUN, deploy_target="local",
+                              min_eir_improvement=0.0, decision=again, metrics=Metrics(name="m", uri="")) == "skipped"
+    rows = MetadataStore(workspace.db_url).deployments("local")
+    assert [(r["action"], r["model_id"], r["run"]) for r in rows] == [("deployed", model_id, RUN),
+                                                                       ("skipped", model_id, RUN)]
+    assert "already served" in rows[1]["reason"]
 
 
 def test_record_refuses_an_unknown_version(workspace, tmp_path):

@@ -46,3 +46,38 @@ def test_no_detections_means_zero_map():
     # CocoMetric returns nothing when the detector output no box at all; AP of that is 0.
     assert short_metrics({"plate/eir": 0.0}) == {"mAP": 0.0, "mAP_50": 0.0, "eir": 0.0}
     assert short_metrics({}) == {}
+
+
+def test_sweep_reading_thresholds_picks_the_best_on_val():
+    """Characters scored 0.25 are missed at the default 0.3; a spurious one at 0.17 enters at 0.15: the sweep
+    picks 0.2 or 0.25 (tie → closer to the default: 0.25) and reads the plate exactly there."""
+    import numpy as np
+
+    from alpr import spec
+    from alpr.evaluation import THRESHOLD_GRID, sweep_reading_thresholds
+
+    text = "12A3456"
+    boxes = [[100 + 20 * i, 100, 116 + 20 * i, 130] for i in range(7)] + [[95, 95, 245, 135], [180, 50, 190, 60]]
+    labels = [spec.class_id(c) for c in text] + [spec.class_id(spec.PLATE_ONE_LINE), spec.class_id("7")]
+    scores = [0.25] * 7 + [0.9, 0.17]
+    # The spurious "7" lies inside the plate but away from the others.
+    boxes[-1] = [236, 100, 244, 130]
+    dets = [(np.asarray(boxes, float), np.asarray(labels), np.asarray(scores, float))]
+    truth = [[{"box": [95, 95, 245, 135], "text": text}]]
+    best, table = sweep_reading_thresholds(dets, truth)
+    assert best == {"plate_score_thr": 0.3, "char_score_thr": 0.25}
+    assert len(table) == len(THRESHOLD_GRID["plate_score_thr"]) * len(THRESHOLD_GRID["char_score_thr"])
+    row = {(r["plate_score_thr"], r["char_score_thr"]): r for r in table}
+    assert row[(0.3, 0.25)]["eir"] == 1.0
+    assert row[(0.3, 0.3)]["eir"] == 0.0  # default thresholds miss every character
+    assert row[(0.3, 0.15)]["eir"] == 0.0  # the spurious character makes 8
+    assert row[(0.5, 0.25)]["eir"] == 1.0
+
+
+def test_sweep_reading_thresholds_rejects_mismatched_inputs():
+    from alpr.evaluation import sweep_reading_thresholds
+
+    with pytest.raises(ValueError, match="2 detections for 1 images"):
+        sweep_reading_thresholds([None, None], [[]])
+    with pytest.raises(ValueError, match="no images"):
+        sweep_reading_thresholds([], [])

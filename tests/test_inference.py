@@ -93,3 +93,79 @@ def test_served_checkpoint_is_weights_only(tiny_model_dir):
 
     ckpt = torch.load(str(tiny_model_dir / "model.pth"), map_location="cpu", weights_only=True)
     assert set(ckpt) == {"meta", "state_dict"} and ckpt["meta"]["dataset_meta"]["classes"][0] == "0"
+
+
+# ------------------------------------------------------------------------------------------------ zoomed reading
+
+def _dets(rows):
+    """rows: (label, x1, y1, x2, y2, score) → (bboxes, labels, scores) arrays."""
+    from alpr import spec
+
+    b = np.array([r[1:5] for r in rows], float).reshape(-1, 4)
+    return b, np.array([spec.class_id(r[0]) for r in rows], np.int64), np.array([r[5] for r in rows], float)
+
+
+def test_zoom_regions_pick_small_confident_plates_with_margins():
+    from alpr.inference import zoom_regions
+
+    dets = _dets([("plate_one_line", 600, 400, 700, 420, 0.9),   # 100 px wide in 1280 → 25 px at 320: zoom
+                  ("plate_two_line", 100, 100, 700, 400, 0.9),   # 600 px → 150 px at 320: no zoom
+                  ("plate_one_line", 10, 10, 60, 20, 0.1),       # below the plate threshold
+                  ("1", 610, 402, 620, 418, 0.9)])
+    regions = zoom_regions((720, 1280), dets, 320, 96, 0.3)
+    assert len(regions) == 1
+    plate, (x0, y0, x1, y1) = regions[0]
+    assert plate == (600, 400, 700, 420)
+    assert (x0, x1) == (550, 750)  # half the plate's width each side
+    assert abs((y1 - y0) - 112.5) <= 1 and abs((y0 + y1) / 2 - 410) <= 1  # 9/16 of the 200 px crop width, centred
+    assert zoom_regions((720, 1280), dets, 320, 0, 0.3) == []
+
+
+def test_zoom_regions_clip_to_the_image():
+    from alpr.inference import zoom_regions
+
+    dets = _dets([("plate_one_line", 0, 0, 50, 12, 0.9)])
+    ((_, (x0, y0, x1, y1)),) = zoom_regions((720, 1280), dets, 320, 96, 0.3)
+    assert (x0, y0) == (0, 0) and x1 == 75 and y1 == 34  # 100 x 56 crop centred on (25, 6), cut at 0
+
+
+def test_merge_zoomed_replaces_the_plates_characters_only():
+    from alpr.inference import merge_zoomed
+    from alpr.reading import read_arrays
+
+    first = _dets([("plate_one_line", 600, 400, 700, 420, 0.9), ("8", 605, 402, 640, 418, 0.6),  # a blur of 2 glyphs
+                   ("5", 10, 10, 20, 30, 0.9)])  # outside the plate: kept
+    # In the crop (top-left at 550, 354) the glyphs are found one by one.
+    crop = _dets([("1", 57, 48, 67, 64, 0.9), ("2", 70, 48, 80, 64, 0.9), ("A", 83, 48, 93, 64, 0.9),
+                  ("3", 96, 48, 106, 64, 0.9), ("4", 109, 48, 119, 64, 0.9), ("5", 122, 48, 132, 64, 0.9),
+                  ("6", 135, 48, 145, 64, 0.9), ("7", 0, 0, 10, 10, 0.9)])  # the last one lies outside the plate
+    boxes, labels, scores = merge_zoomed(first, (600, 400, 700, 420), (550, 354), crop)
+    assert len(boxes) == 1 + 1 + 7
+    reading = read_arrays(boxes, labels, scores)
+    assert [p["text"] for p in reading["plates"]] == ["12A3456"]
+    assert reading["plates"][0]["characters"][0]["box"] == [607.0, 402.0, 617.0, 418.0]
+
+
+def test_zoomed_detection_runs_end_to_end(reader, tiny_coco):
+    """The second pass on a real (tiny) model: same output structure, never fewer plates than one pass."""
+    img = cv2.imread(str(sorted((tiny_coco / "images").glob("*.jpg"))[0]))
+    one = reader.detect([img], zoom_below_px=0)[0]
+    two = reader.detect([img], zoom_below_px=10_000)[0]
+    assert two[0].shape[1] == 4 and len(two[0]) == len(two[1]) == len(two[2])
+    plate_ids = {15, 16}
+    assert sum(int(l) in plate_ids for l in two[1]) == sum(int(l) in plate_ids for l in one[1])
+
+
+def test_reader_pads_to_the_stride_not_to_a_square(reader):
+    """A 16:9 frame is resized to the input's long side and padded to a multiple of 32 only (128 x 72 → 128 x 96
+    for the tiny model's 128 px input), so inference does not pay for the square's padding."""
+    frame = np.full((720, 1280, 3), 127, np.uint8)
+    data = reader._pipeline(0)(dict(img=frame, img_id=0))
+    assert tuple(data["inputs"].shape) == (3, 96, 128)
+    reader.pad_to_stride = False
+    reader._pipelines.clear()
+    try:
+        assert tuple(reader._pipeline(0)(dict(img=frame, img_id=0))["inputs"].shape) == (3, 128, 128)
+    finally:
+        reader.pad_to_stride = True
+        reader._pipelines.clear()

@@ -9,23 +9,28 @@ import pipeline
 from alpr.metadata import MetadataStore
 from alpr.settings import Settings
 
-TASKS = ["record", "train", "evaluate", "test"]
+TASKS = ["record", "tune", "train", "evaluate", "test", "deploy"]
 
 
-def test_compile_has_four_tasks_wired_in_order(tmp_path):
+def test_compile_wires_the_tasks_in_order(tmp_path):
     out = pipeline.compile_pipeline(tmp_path / "p.yaml")
-    spec = yaml.safe_load(out.read_text())
+    spec = next(yaml.safe_load_all(out.read_text()))  # the pipeline spec; the kubernetes platform spec follows
     tasks = spec["root"]["dag"]["tasks"]
     assert sorted(tasks) == sorted(TASKS)
     assert "dependentTasks" not in tasks["record"]
-    assert tasks["train"]["dependentTasks"] == ["record"]
+    assert tasks["tune"]["dependentTasks"] == ["record"]  # off by default: it then returns "" at once
+    assert sorted(tasks["train"]["dependentTasks"]) == ["record", "tune"]  # Train takes Tune's best parameters
     assert sorted(tasks["evaluate"]["dependentTasks"]) == ["record", "train"]
     assert sorted(tasks["test"]["dependentTasks"]) == ["evaluate", "record"]
+    assert sorted(tasks["deploy"]["dependentTasks"]) == ["evaluate", "test"]  # after Test: it records the test EIR
     # Artifacts flow Record -> Train -> Evaluate -> Test.
     assert tasks["train"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]["producerTask"] == "record"
     assert tasks["evaluate"]["inputs"]["artifacts"]["candidates"]["taskOutputArtifact"]["producerTask"] == "train"
     assert tasks["test"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
         "outputArtifactKey": "selected_model", "producerTask": "evaluate"}
+    assert tasks["deploy"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "selected_model", "producerTask": "evaluate"}
+    assert tasks["deploy"]["inputs"]["parameters"]["deploy_target"]["componentInputParameter"] == "deploy_target"
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert set(params) == set(pipeline.DEFAULTS)
     assert params["epochs"]["defaultValue"] == pipeline.DEFAULTS["epochs"]
@@ -61,6 +66,7 @@ def test_local_run_end_to_end(tmp_path, monkeypatch, capsys):
     assert pipeline.main(argv) == 0
     out = capsys.readouterr().out
     assert "ALPR pipeline finished" in out and "selected model" in out
+    assert "deploy:         deployed at local" in out and "serve:          make serve MODEL=" in out
     store = MetadataStore(f"sqlite:///{ws / 'metadata.db'}")
     model = store.latest_selected_model()
     assert model is not None
@@ -79,6 +85,8 @@ def test_local_run_end_to_end(tmp_path, monkeypatch, capsys):
     assert pipeline.main(argv) == 0
     assert len(store.list_training_versions()) == 1
     assert len(store.list_annotation_versions()) == 1
+    decisions = store.deployments("local")  # one Deploy decision per run, the first one deployed
+    assert [d["action"] for d in decisions][:1] == ["deployed"] and len(decisions) == 2
 
     # The acceptance command reads images with the latest selected model.
     from alpr import predict

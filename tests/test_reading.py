@@ -208,7 +208,7 @@ def test_duplicate_class_at_one_position_keeps_higher_score():
 def test_char_nms_can_be_turned_off():
     plate, chars = make_plate("12A3456", "one_line")
     dup = Detection("8", chars[3].box, 0.5)
-    assert len(_read_one(plate, [*chars, dup], char_nms_iou=None)["text"]) == 8
+    assert len(_read_one(plate, [*chars, dup], char_nms_iou=None, char_containment=None)["text"]) == 8
 
 
 def test_missing_character_reported_invalid():
@@ -383,3 +383,70 @@ def test_detection_validates_label():
         Detection("1", (0, 0, 1))
     with pytest.raises(ValueError):
         Detection(spec.PLATE_ONE_LINE, (0, 0, 1, 1), 1.0, ((0, 0), (1, 1)))
+
+
+# ------------------------------------------------------------------------------ fragments and plate syntax
+
+
+def _inner(box: tuple[float, float, float, float], frac: float = 0.6) -> tuple[float, float, float, float]:
+    """A box inside ``box`` covering ``frac`` of its width and height (a detected fragment of the glyph)."""
+    x1, y1, x2, y2 = box
+    w, h = (x2 - x1) * frac, (y2 - y1) * frac
+    return (x1, y1, x1 + w, y1 + h)
+
+
+def test_fragment_inside_a_glyph_is_not_a_second_character():
+    """IoU of a 60% x 60% fragment with its glyph is 0.36 (< char_nms_iou) but it lies fully inside: dropped."""
+    plate, chars = make_plate("12A3456", "one_line")
+    fragment = Detection("9", _inner(chars[4].box), 0.6)
+    assert _read_one(plate, [*chars, fragment])["text"] == "12A3456"
+    # With containment off the fragment becomes an extra character and the plate is reported invalid, not dropped.
+    p = _read_one(plate, [*chars, fragment], char_containment=None)
+    assert len(p["text"]) == 8 and p["valid"] is False
+
+
+def test_containment_keeps_touching_neighbours():
+    """Adjacent glyphs of a tightly set two-line plate overlap a little: they stay two characters."""
+    plate, chars = make_plate("12A3456", "two_line")
+    wide = []
+    for c in chars:  # widen every box by 20% so neighbours overlap
+        x1, y1, x2, y2 = c.box
+        d = 0.1 * (x2 - x1)
+        wide.append(Detection(c.label, (x1 - d, y1, x2 + d, y2), c.score))
+    assert _read_one(plate, wide)["text"] == "12A3456"
+
+
+def test_syntax_takes_the_letter_detected_at_position_three():
+    """'8' beats 'B' at the type position; the syntax (letter there) takes 'B' detected at the same place."""
+    plate, chars = make_plate("12B3456", "one_line")
+    b = chars[2]
+    eight = Detection("8", b.box, 0.7)
+    weak_b = Detection("B", b.box, 0.2)  # below char_score_thr: only usable as an alternative
+    p = _read_one(plate, [*chars[:2], eight, weak_b, *chars[3:]])
+    assert p["text"] == "12B3456" and p["valid"] is True
+    assert p["characters"][2] == {"char": "B", "box": [round(v, 2) for v in b.box], "score": 0.2}
+    assert _read_one(plate, [*chars[:2], eight, weak_b, *chars[3:]], syntax=False)["text"] == "1283456"
+
+
+def test_syntax_takes_digits_outside_position_three():
+    plate, chars = make_plate("12A3086", "one_line")
+    zero = chars[4]
+    d = Detection("D", zero.box, 0.9)
+    p = _read_one(plate, [*chars[:4], d, Detection("0", zero.box, 0.4), *chars[5:]])
+    assert p["text"] == "12A3086"
+
+
+def test_syntax_never_invents_or_drops_characters():
+    """No alternative of the right kind: the text stays as detected and invalid; other lengths are untouched."""
+    plate, chars = make_plate("12A3456", "one_line")
+    p = _read_one(plate, [*chars[:2], Detection("7", chars[2].box, 0.9), *chars[3:]])
+    assert p["text"] == "1273456" and p["valid"] is False
+    six = [*chars[:2], Detection("8", chars[2].box, 0.9), Detection("B", chars[2].box, 0.2), *chars[3:6]]
+    assert _read_one(plate, six)["text"] == "128345"  # 6 characters: no syntax applied
+
+
+def test_alternatives_below_alt_score_thr_are_ignored():
+    plate, chars = make_plate("12B3456", "one_line")
+    b = chars[2]
+    p = _read_one(plate, [*chars[:2], Detection("8", b.box, 0.7), Detection("B", b.box, 0.03), *chars[3:]])
+    assert p["text"] == "1283456" and p["valid"] is False

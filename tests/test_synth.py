@@ -225,3 +225,34 @@ def test_render_sample_rejects_bad_arguments() -> None:
         synth.render_sample(-1, 0)
     with pytest.raises(ValueError, match="four_line"):
         synth.render_sample(0, 0, layouts=["four_line"])
+
+
+def test_sources_override_fonts_photos_and_size() -> None:
+    """A held-out set draws from other fonts, photographs and frame sizes than the defaults."""
+    photos = tuple(p for p in synth.photo_paths() if p.name == "coins.png")
+    font = next(f for f in synth.font_paths() if Path(f).name == "DejaVuSerif.ttf")
+    sources = synth.Sources(fonts=(font,), photos=photos, long_side=(1280, 1280), aspects=((16, 9),))
+    for index in range(3):
+        image, labelme = synth.render_sample(index, SEED, sources=sources)
+        assert image.shape == (720, 1280, 3)
+        assert (labelme["imageWidth"], labelme["imageHeight"]) == (1280, 720)
+    default_image, _ = synth.render_sample(0, SEED)
+    assert synth.render_sample(0, SEED, sources=synth.Sources())[0].tobytes() == default_image.tobytes()
+
+
+def test_sources_reject_unusable_fonts_and_empty_lists() -> None:
+    import matplotlib
+
+    symbol_font = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "cmex10.ttf")
+    with pytest.raises(ValueError, match="cannot draw"):
+        synth.Sources(fonts=(symbol_font,))
+    with pytest.raises(ValueError, match="fonts is empty"):
+        synth.Sources(fonts=())
+    with pytest.raises(ValueError, match="photos is empty"):
+        synth.Sources(photos=())
+
+
+def test_fonts_include_the_font_packages_and_no_italics() -> None:
+    names = [Path(f).name for f in synth.font_paths()]
+    assert "Roboto-Regular.ttf" in names and "SourceSansPro-Regular.ttf" in names
+    assert not any("Italic" in n or n.endswith("It.ttf") for n in names)

@@ -71,3 +71,33 @@ def test_training_resumes_from_its_last_checkpoint(tiny_coco, tmp_path):
     second = train(cfg)
     assert cfg.resume is True
     assert "epoch_2.pth" in [p.name for p in second.checkpoints]
+
+
+def test_timed_snapshots_are_loadable_weights_on_a_training_clock(tiny_training, tiny_coco):
+    """TimedSnapshotHook (in the tiny training's config): weights-only snapshots with increasing training time,
+    the last one after the last iteration, each loadable with weights_only=True and evaluable."""
+    import json
+
+    import torch
+
+    from alpr.evaluation import evaluate_checkpoint
+
+    snap_dir = tiny_training.work_dir / "snapshots"
+    records = json.loads((snap_dir / "snapshots.json").read_text())
+    assert len(records) >= 2
+    seconds = [r["train_seconds"] for r in records]
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    iters = [r["iter"] for r in records]
+    assert iters == sorted(iters) and iters[-1] == 6  # 12 train images / batch 4 x 2 epochs
+    assert records[-1]["images"] == 24
+    ckpt = torch.load(snap_dir / records[-1]["file"], map_location="cpu", weights_only=True)
+    assert set(ckpt) == {"state_dict", "meta"} and ckpt["meta"]["iter"] == 6
+    metrics = evaluate_checkpoint(tiny_training.config_path, snap_dir / records[-1]["file"], tiny_coco, "val")
+    assert {"eir", "mAP"} <= set(metrics)
+
+
+def test_timed_snapshot_hook_rejects_a_bad_interval():
+    from alpr.mmdet_plugins import TimedSnapshotHook
+
+    with pytest.raises(ValueError, match="interval_s"):
+        TimedSnapshotHook(interval_s=0, out_dir="x")

@@ -9,7 +9,8 @@ default_hooks = dict(
     # Candidate checkpoints for Evaluate: keep the last few; Evaluate selects by its metric (EIR by default).
     checkpoint=dict(type="CheckpointHook", interval=5, max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type="DistSamplerSeedHook"),
-    visualization=dict(type="DetVisualizationHook"),
+    # Draws every 10th val batch's first image with its predictions (score >= 0.3) into TensorBoard's IMAGES tab.
+    visualization=dict(type="DetVisualizationHook", draw=True, interval=10, score_thr=0.3),
 )
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
                dist_cfg=dict(backend="gloo"))

@@ -1,0 +1,55 @@
+"""Deploy: serve the selected model when it beats the served one on EIR; the decision is recorded and shown."""
+
+from kfp import dsl
+from kfp.dsl import Input, Markdown, Metrics, Model, Output
+
+from components import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def deploy(
+    model: Input[Model],
+    run_name: str,
+    deploy_target: str,
+    min_eir_improvement: float,
+    decision: Output[Markdown],
+    metrics: Output[Metrics],
+) -> str:
+    """Compare the selected model's test EIR with the served model's and deploy it if it is higher.
+
+    On a cluster (target ``kubernetes``) the KServe InferenceService is created or patched through the Kubernetes
+    API; locally the decision is recorded and the ``make serve`` command for the model is shown. The decision and
+    its reason are recorded in the metadata store (``deployments``). A failed deployment is recorded as ``failed``
+    and fails the task.
+
+    Args:
+        model: Evaluate's selected model (run after Test, which records its test EIR).
+        run_name: the pipeline run's name.
+        deploy_target: ``local`` or ``kubernetes``; empty: ``$ALPR_DEPLOY_TARGET`` (default ``local``).
+        min_eir_improvement: how much higher the new EIR must be than the served one (0: strictly higher).
+        decision: Markdown: the decision, its reason, both EIR figures, the InferenceService or serve command.
+        metrics: ``deploy_new_eir``, ``deploy_served_eir`` (when a model was served) and ``deployed`` (1 or 0).
+
+    Returns:
+        the action: ``deployed`` or ``skipped``.
+    """
+    import logging
+    from pathlib import Path
+
+    from alpr.deploy import decision_markdown, deploy_step
+    from alpr.settings import load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = deploy_step(load_settings(), model_dir=Path(model.path), run_name=run_name, target=deploy_target,
+                      min_improvement=min_eir_improvement)
+    Path(decision.path).write_text(decision_markdown(out), encoding="utf-8")
+    decision.metadata.update({k: out[k] for k in ("action", "reason", "target", "model_id", "model_uri",
+                                                  "deployment_id", "served_model_id") if out[k] is not None})
+    if out["serve_commands"]:
+        decision.metadata["serve_command"] = out["serve_commands"][0]
+    if out["new_eir"] is not None:
+        metrics.log_metric("deploy_new_eir", out["new_eir"])
+    if out["served_eir"] is not None:
+        metrics.log_metric("deploy_served_eir", out["served_eir"])
+    metrics.log_metric("deployed", 1.0 if out["action"] == "deployed" else 0.0)
+    return out["action"]
