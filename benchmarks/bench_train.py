@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import resource
 import sys
@@ -199,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     last = snapshots[-1]
     result = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": __import__("os").cpu_count()},
+                    "cpus": os.cpu_count()},
         "parameters": params,
-        "images": {"train": None, "val": None, "test": te["images"]},
+        "images": {split: c["images"] for split, c in
+                   json.loads((data_dir / "lineage.json").read_text())["counts"].get("splits", {}).items()},
         "curve_val": curve,
         "train_minutes": round(last["train_seconds"] / 60.0, 2),
         "train_images_per_s": round(last["images"] / last["train_seconds"], 2) if last["train_seconds"] else None,
@@ -215,8 +217,6 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": (previous.get("peak_rss_mb") if args.evaluate_only and previous.get("peak_rss_mb")
                         else {k: round(v, 1) for k, v in _peak_rss_mb().items()}),
     }
-    counts = json.loads((data_dir / "lineage.json").read_text()).get("counts", {})
-    result["images"].update({k: (v["images"] if isinstance(v, dict) else v) for k, v in counts.get("splits", {}).items()})
 
     def fmt(m: dict) -> str:
         return "  ".join(f"{k} {m[k]:.3f}" for k in ("eir", "plate_precision", "char_accuracy", "mAP", "mAP_50")
