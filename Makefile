@@ -58,7 +58,7 @@ bench-train: ## Time-to-accuracy of the default training (≈1 h on 2 CPU cores)
 	$(PY) benchmarks/bench_train.py --workspace .alpr-bench --json docs/bench_train.json --png docs/bench_train.png
 
 bench-heldout: ## Read a held-out set (other fonts and photographs, 1280x720) with MODEL; EIR, plate precision, char accuracy
-	$(PY) benchmarks/bench_heldout.py --model $(MODEL) --json bench_heldout.json
+	$(PY) benchmarks/bench_heldout.py --model $(MODEL) --json docs/bench_heldout.json
 
 bench-serve: ## Benchmark the model server on 127.0.0.1: latency p50/p95/p99, req/s at 1-8 clients, peak RSS
 	$(PY) benchmarks/bench_serve.py --model $(MODEL) --json bench_serve.json

@@ -189,21 +189,46 @@ class PlateReader:
             Per image ``(bboxes (N, 4) float x1 y1 x2 y2 in that image's pixels, labels (N,) int class indices,
             scores (N,) float)``, before any reading threshold (the config's ``test_cfg.score_thr`` applies).
         """
+        zoom = self.zoom_below_px if zoom_below_px is None else int(zoom_below_px)
+        return self.detect_zoom_choices(images_bgr, (zoom,), zoom_input_px)[zoom]
+
+    def detect_zoom_choices(self, images_bgr: Sequence[np.ndarray], zoom_choices: Sequence[int],
+                            zoom_input_px: int | None = None) -> dict[int, list[Detections]]:
+        """:meth:`detect` for several ``zoom_below_px`` values at the cost of the largest one.
+
+        The first pass runs once; the crops of the plates narrower than the largest value run once; each value
+        then merges the crops of its own plates (those narrower than it at the detector's input). Images and
+        crops are run one at a time, so the result for each value equals ``detect(images, zoom_below_px=value)``.
+
+        Returns:
+            ``{value: per-image detections as detect returns them}`` for every value of ``zoom_choices``.
+
+        Raises:
+            ValueError: ``zoom_choices`` is empty.
+        """
+        choices = [int(z) for z in zoom_choices]
+        if not choices:
+            raise ValueError("zoom_choices is empty")
         images = list(images_bgr)
         first = self._run(images)
-        zoom = self.zoom_below_px if zoom_below_px is None else int(zoom_below_px)
-        if zoom <= 0:
-            return first
+        widest = max(choices)
         crops, where = [], []
-        for i, (img, dets) in enumerate(zip(images, first)):
-            for plate_box, (cx0, cy0, cx1, cy1) in zoom_regions(img.shape[:2], dets, self.input_size, zoom,
-                                                                 self.thresholds["plate_score_thr"]):
-                crops.append(np.ascontiguousarray(img[cy0:cy1, cx0:cx1]))
-                where.append((i, plate_box, (cx0, cy0)))
-        out = list(first)
+        if widest > 0:
+            for i, (img, dets) in enumerate(zip(images, first)):
+                scale = self.input_size / max(img.shape[:2])
+                for plate_box, (cx0, cy0, cx1, cy1) in zoom_regions(img.shape[:2], dets, self.input_size, widest,
+                                                                     self.thresholds["plate_score_thr"]):
+                    crops.append(np.ascontiguousarray(img[cy0:cy1, cx0:cx1]))
+                    where.append((i, plate_box, (cx0, cy0), (plate_box[2] - plate_box[0]) * scale))
         crop_size = self.zoom_input_px if zoom_input_px is None else int(zoom_input_px)
-        for (i, plate_box, offset), crop_dets in zip(where, self._run(crops, crop_size)):
-            out[i] = merge_zoomed(out[i], plate_box, offset, crop_dets)
+        crop_dets = self._run(crops, crop_size)
+        out: dict[int, list[Detections]] = {}
+        for zoom in choices:
+            merged = list(first)
+            for (i, plate_box, offset, width), dets in zip(where, crop_dets):
+                if width < zoom:
+                    merged[i] = merge_zoomed(merged[i], plate_box, offset, dets)
+            out[zoom] = merged
         return out
 
     def read(self, images_bgr: Sequence[np.ndarray]) -> list[dict]:
@@ -224,9 +249,19 @@ class PlateReader:
         Raises:
             ValueError: a file cannot be decoded as an image (the message names it).
         """
+        zoom = self.zoom_below_px if zoom_below_px is None else int(zoom_below_px)
+        return self.detect_files_zoom_choices(paths, (zoom,), batch_size, zoom_input_px)[zoom]
+
+    def detect_files_zoom_choices(self, paths: Sequence[Path], zoom_choices: Sequence[int], batch_size: int = 4,
+                                  zoom_input_px: int | None = None) -> dict[int, list[Detections]]:
+        """:meth:`detect_zoom_choices` on image files, decoded ``batch_size`` at a time.
+
+        Raises:
+            ValueError: a file cannot be decoded as an image (the message names it), or ``zoom_choices`` is empty.
+        """
         import cv2
 
-        out = []
+        out: dict[int, list[Detections]] = {int(z): [] for z in zoom_choices}
         for i in range(0, len(paths), batch_size):
             batch = []
             for p in paths[i:i + batch_size]:
@@ -234,7 +269,8 @@ class PlateReader:
                 if img is None:
                     raise ValueError(f"{p}: not a decodable image")
                 batch.append(img)
-            out.extend(self.detect(batch, zoom_below_px, zoom_input_px))
+            for zoom, dets in self.detect_zoom_choices(batch, zoom_choices, zoom_input_px).items():
+                out[zoom].extend(dets)
         return out
 
     def read_files(self, paths: Sequence[Path], batch_size: int = 4) -> list[dict]:

@@ -7,17 +7,24 @@ into its output folder, which the next step reads: the chain annotation version 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from alpr.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LINEAGE_FILE = "lineage.json"
+#: Status a run gets when one of its steps raises (see :func:`marks_run_failed`).
+RUN_FAILED = "failed"
+
+StepFn = TypeVar("StepFn", bound=Callable)
 
 
 def read_lineage(folder: Path) -> dict:
@@ -62,7 +69,52 @@ def ensure_run(settings: Settings, run_name: str, parameters: dict, host: str = 
             pass
 
 
+def mark_run_failed(settings: Settings, run_name: str | None) -> bool:
+    """Set run ``run_name``'s status to :data:`RUN_FAILED` (with its finish time) if it is recorded and still
+    running; return whether it was changed.
+
+    Never raises: a store that cannot be reached is logged as a warning, so the step's own error is what the
+    user sees.
+    """
+    if not run_name:
+        return False
+    try:
+        from alpr.metadata import RUN_RUNNING
+
+        store = _store(settings)
+        run = store.get_run(run_name)
+        if run is None or run["status"] != RUN_RUNNING:
+            return False
+        with store.transaction() as tx:
+            tx.finish_run(run_name, RUN_FAILED)
+        log.info("run %s marked %s", run_name, RUN_FAILED)
+        return True
+    except Exception as exc:  # the step's own error matters more than this bookkeeping
+        log.warning("could not mark run %s %s: %s", run_name, RUN_FAILED, exc)
+        return False
+
+
+def marks_run_failed(step: StepFn) -> StepFn:
+    """Decorate a step ``step(settings, *, run_name=..., ...)``: when it raises (an interrupt included), its
+    ``pipeline_runs`` row is set to :data:`RUN_FAILED` by :func:`mark_run_failed`, then the error propagates.
+
+    Without it a failed run would stay ``running`` in the metadata store forever. A step retried later (KFP
+    retries) that succeeds still ends the run ``succeeded``: Test's :meth:`finish_run` is the last word.
+    """
+
+    @functools.wraps(step)
+    def wrapper(settings: Settings, *args, **kwargs):
+        try:
+            return step(settings, *args, **kwargs)
+        except BaseException:
+            mark_run_failed(settings, kwargs.get("run_name"))
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
 # --------------------------------------------------------------------------------------------- Record
+@marks_run_failed
 def record_step(settings: Settings, *, annotation_version: str, fractions: tuple[float, float, float], seed: int,
                 run_name: str, out_dir: Path, progress: bool = False) -> dict:
     """Record the training version of ``annotation_version`` and copy it (COCO + images) into ``out_dir``.
@@ -90,6 +142,7 @@ def record_step(settings: Settings, *, annotation_version: str, fractions: tuple
 
 
 # --------------------------------------------------------------------------------------------- Train
+@marks_run_failed
 def train_step(settings: Settings, *, data_root: Path, out_dir: Path, run_name: str, hp, config: str,
                num_workers: int = 1, extra_hooks: list[dict] | None = None) -> dict:
     """Train on the training version in ``data_root``; put candidate checkpoints + config into ``out_dir``.
@@ -144,6 +197,7 @@ def train_step(settings: Settings, *, data_root: Path, out_dir: Path, run_name: 
 
 
 # --------------------------------------------------------------------------------------------- Evaluate
+@marks_run_failed
 def evaluate_step(settings: Settings, *, data_root: Path, candidates_dir: Path, out_dir: Path, run_name: str,
                   selection_metric: str = "eir") -> dict:
     """Evaluate every candidate checkpoint on the val split, select one, publish and record it.
@@ -202,7 +256,8 @@ ZOOM_CHOICES = (0, 96, 160, 320)
 def tune_reading(model_dir: Path, data_root: Path, split: str = "val") -> tuple[dict, dict]:
     """Choose the model's reading settings on ``split`` and store them in its ``model.json``.
 
-    For each of :data:`ZOOM_CHOICES` the detector runs once over the split, then
+    The detector runs once over the split for all of :data:`ZOOM_CHOICES`
+    (:meth:`alpr.inference.PlateReader.detect_files_zoom_choices`); for each,
     :func:`alpr.evaluation.sweep_reading_thresholds` sweeps :data:`alpr.evaluation.THRESHOLD_GRID` on those
     detections; the best EIR wins (ties: plate precision, character accuracy, then the cheaper zoom). Writes
     ``thresholds``, ``zoom_below_px`` and the sweep tables (``threshold_sweep``) into ``model.json`` and updates its
@@ -223,8 +278,9 @@ def tune_reading(model_dir: Path, data_root: Path, split: str = "val") -> tuple[
     paths = [data_root / img["file_name"] for img in images]
     truths = [img.get("plates", []) for img in images]
     tables, best = {}, None
+    by_zoom = reader.detect_files_zoom_choices(paths, ZOOM_CHOICES)  # one first pass for all choices
     for zoom in ZOOM_CHOICES:
-        thresholds, table = sweep_reading_thresholds(reader.detect_files(paths, zoom_below_px=zoom), truths)
+        thresholds, table = sweep_reading_thresholds(by_zoom[zoom], truths)
         row = next(r for r in table if r["plate_score_thr"] == thresholds["plate_score_thr"]
                    and r["char_score_thr"] == thresholds["char_score_thr"])
         tables[str(zoom)] = table
@@ -253,6 +309,7 @@ def _epoch_of(checkpoint: str) -> int | None:
 
 
 # --------------------------------------------------------------------------------------------- Test
+@marks_run_failed
 def test_step(settings: Settings, *, data_root: Path, model_dir: Path, report_dir: Path, run_name: str,
               split: str = "test") -> dict:
     """Read the ``split`` images with the selected model, write the HTML report (also published to

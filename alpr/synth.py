@@ -3,9 +3,10 @@
 Each sample is a photograph shipped inside an installed package (scikit-image's ``skimage/data`` files and
 matplotlib's ``mpl-data/sample_data`` images, read by path, never over the network), randomly cropped, scaled
 and flipped (or a collage of several, or a drawn street-like scene), with one or two plates pasted in
-perspective. A plate is first drawn flat with Pillow (fonts are the upright TTF files shipped with matplotlib and
-with the font-roboto and font-source-sans-pro packages) and then warped into the photo with OpenCV; the same warp
-maps the plate's corners and every character's tight ink box, which become labelme polygons:
+perspective. A plate is first drawn flat (with Pillow, in one of the upright TTF faces shipped with matplotlib and
+the :data:`FONT_PACKAGES`, or with OpenCV in one of its :data:`HERSHEY_FACES`; at a random stroke weight, every glyph
+slanted and elastically distorted a little) and then warped into the photo with OpenCV; the same warp maps the
+plate's corners and every character's tight ink box, which become labelme polygons:
 
 - one ``plate_one_line`` / ``plate_two_line`` polygon per plate: its 4 warped corners, clockwise from top-left;
 - one polygon per character, labelled with the character (``0``..``9``, ``A``..``E``), in reading order.
@@ -48,10 +49,33 @@ PHOTO_SUFFIXES: Final[tuple[str, ...]] = (".jpg", ".jpeg", ".png")
 EXCLUDED_FONT_MARKERS: Final[tuple[str, ...]] = (
     "Oblique", "Italic", "Ita", "It.ttf", "Sym", "NonUni", "Display", "LastResort", "cmex", "cmsy", "cmmi", "cmti",
 )  # fmt: skip
-#: Installed Python packages that ship TTF fonts in a ``files/`` folder (PyPI ``font-roboto``,
-#: ``font-source-sans-pro``): more type faces than matplotlib's, so the model sees more than one design of each
-#: glyph. A package that is not installed is skipped.
-FONT_PACKAGES: Final[tuple[str, ...]] = ("font_roboto", "font_source_sans_pro")
+#: Installed Python packages that ship TTF fonts, and where inside the package (a glob): more type faces than
+#: matplotlib's, so the model sees many designs of each glyph. PyPI ``font-roboto``, ``font-source-sans-pro``,
+#: ``font-caladea`` (serif), ``font-fredoka-one`` (rounded), ``font-amatic-sc`` (hand-drawn) and ``captcha`` (which
+#: ships Droid Sans Mono, a monospaced face). A package that is not installed is skipped.
+FONT_PACKAGES: Final[dict[str, str]] = {
+    "font_roboto": "files/*.ttf", "font_source_sans_pro": "files/*.ttf", "font_caladea": "files/*.ttf",
+    "font_fredoka_one": "files/*.ttf", "font_amatic_sc": "files/*.ttf", "captcha": "data/*.ttf",
+}  # fmt: skip
+#: OpenCV 4's built-in Hershey vector faces (single-stroke and multi-stroke line drawings, unlike any outline
+#: font), used as plate faces under these names; drawn with ``cv2.putText`` at a stroke thickness chosen like an
+#: outline font's weight. The script faces are left out (cursive). (OpenCV 5 draws these names from outline
+#: fonts instead; ``requirements/constraints.txt`` pins OpenCV 4.)
+HERSHEY_FACES: Final[dict[str, int]] = {
+    "hershey:simplex": cv2.FONT_HERSHEY_SIMPLEX, "hershey:duplex": cv2.FONT_HERSHEY_DUPLEX,
+    "hershey:complex": cv2.FONT_HERSHEY_COMPLEX, "hershey:triplex": cv2.FONT_HERSHEY_TRIPLEX,
+    "hershey:plain": cv2.FONT_HERSHEY_PLAIN,
+}  # fmt: skip
+#: Glyph-level augmentation, so that the model learns characters rather than type faces: every plate gets one
+#: random horizontal shear (a slant, as a fraction of glyph height per unit height, both ways), and every glyph its
+#: own random elastic distortion (a smooth displacement field, Simard et al. 2003, "Best practices for
+#: convolutional neural networks applied to visual document analysis", section 2) and stroke-weight change
+#: (morphological dilation or erosion), each with the given probability and largest size.
+GLYPH_SHEAR: Final = (0.5, 0.18)
+GLYPH_ELASTIC: Final = (0.6, 0.035)
+GLYPH_WEIGHT: Final = (0.4, 0.035)
+#: Smoothing of the elastic displacement field, as a fraction of the glyph height (larger: smoother bends).
+GLYPH_ELASTIC_SMOOTHING: Final = 0.12
 #: Probabilities of a collage background (tiles of 2-4 photos) and of a drawn street-like background (gradient,
 #: rectangles, lines), instead of one photo: more kinds of scene than the bundled photographs alone.
 COLLAGE_PROBABILITY: Final = 0.25
@@ -77,8 +101,8 @@ PLATE_GAP_FRACTION: Final = 0.03
 
 _REF_FONT_SIZE: Final = 160  # glyphs are rasterised once at this size, then resized onto each plate
 _INK_THRESHOLD: Final = 64  # a pixel is ink when its coverage is at least 64/255
-_MIN_STROKE_RATIO: Final = 0.15  # thinnest stroke (fraction of glyph height) a plate may carry; legibility
-_MAX_STROKE_RATIO: Final = 0.21
+_MIN_STROKE_RATIO: Final = 0.10  # stroke weights (fraction of glyph height) a plate is drawn with: from a
+_MAX_STROKE_RATIO: Final = 0.21  # regular weight to a heavy bold, as plate faces range
 _MAX_PLACEMENT_TRIES: Final = 40
 
 
@@ -133,6 +157,8 @@ class Sources:
         photos: background image files (default :func:`photo_paths`).
         long_side: ``(min, max)`` image long side in pixels (default :data:`IMAGE_LONG_SIDE`).
         aspects: width:height ratios to draw from (default :data:`IMAGE_ASPECTS`).
+        distort_glyphs: slant and distort every glyph (:func:`_distort_glyph`; default True). A held-out set may
+            turn it off to draw each face as designed.
 
     Raises:
         ValueError: an empty font or photo list, or a font that cannot draw every plate character distinctly.
@@ -142,6 +168,7 @@ class Sources:
     photos: tuple[Path, ...] | None = None
     long_side: tuple[int, int] | None = None
     aspects: tuple[tuple[int, int], ...] | None = None
+    distort_glyphs: bool = True
 
     def __post_init__(self) -> None:
         if self.fonts is not None:
@@ -193,7 +220,8 @@ def render_sample(index: int, seed: int, layouts: Sequence[str] = spec.LAYOUTS,
         placement = _place_plate(rng, layout, width, height, placed)
         if placement is None:
             continue
-        plate = _render_flat_plate(rng, layout, random_plate_text(rng), placement.width, sources.font_list())
+        plate = _render_flat_plate(rng, layout, random_plate_text(rng), placement.width, sources.font_list(),
+                                   distort=sources.distort_glyphs)
         image = _draw_plate(rng, image, plate, placement)
         placed.append(placement.holder if placement.holder is not None else placement.quad)
         shapes.extend(_plate_shapes(plate, placement.quad, group_id, width, height))
@@ -320,28 +348,29 @@ def _load_photo(path: Path) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def font_paths() -> tuple[str, ...]:
-    """Return the installed TTF fonts that draw 0-9 and A-E as distinct, upright, lining glyphs, sorted.
+    """Return the plate faces that draw 0-9 and A-E as distinct, upright, lining glyphs, sorted.
 
-    Candidates are matplotlib's ``mpl-data/fonts/ttf/*.ttf`` and the ``files/*.ttf`` of the installed
-    :data:`FONT_PACKAGES`, minus names with an :data:`EXCLUDED_FONT_MARKERS` marker; each is then checked by
-    rendering (see :func:`_font_is_usable`).
+    Candidates are matplotlib's ``mpl-data/fonts/ttf/*.ttf``, the TTF files of the installed
+    :data:`FONT_PACKAGES` (minus names with an :data:`EXCLUDED_FONT_MARKERS` marker) and OpenCV's
+    :data:`HERSHEY_FACES` (named ``hershey:<face>``); each is then checked by rendering (see
+    :func:`_font_is_usable`).
 
     Raises:
         RuntimeError: no usable font was found.
     """
-    import matplotlib
-
     import importlib.util
+
+    import matplotlib
 
     font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     files = list(font_dir.glob("*.ttf"))
-    for package in FONT_PACKAGES:
+    for package, pattern in FONT_PACKAGES.items():
         found = importlib.util.find_spec(package)
         if found is not None and found.submodule_search_locations:
             for location in found.submodule_search_locations:
-                files.extend((Path(location) / "files").glob("*.ttf"))
+                files.extend(Path(location).glob(pattern))
     candidates = sorted(
-        str(p) for p in files if not any(marker in p.name for marker in EXCLUDED_FONT_MARKERS)
+        [str(p) for p in files if not any(marker in p.name for marker in EXCLUDED_FONT_MARKERS)] + list(HERSHEY_FACES)
     )
     usable = tuple(path for path in candidates if _font_is_usable(path))
     if not usable:
@@ -375,11 +404,29 @@ def _font(path: str) -> ImageFont.FreeTypeFont:
 @functools.lru_cache(maxsize=8192)
 def _glyph_ink(path: str, char: str, stroke: int) -> np.ndarray:
     """Return ``char`` drawn in the font at ``path`` (reference size, outline widened by ``stroke`` px) as a
-    read-only uint8 coverage mask cropped to its ink (coverage >= :data:`_INK_THRESHOLD`); empty if no ink."""
+    read-only uint8 coverage mask cropped to its ink (coverage >= :data:`_INK_THRESHOLD`); empty if no ink.
+
+    A :data:`HERSHEY_FACES` name is drawn with ``cv2.putText`` at about the reference height, ``1 + 2 * stroke``
+    px thick (a line of thickness t widens each side by t/2, as an outline widened by ``stroke`` does).
+    """
     size = _REF_FONT_SIZE
-    canvas = Image.new("L", (3 * size, 3 * size), 0)
-    ImageDraw.Draw(canvas).text((size, size), char, font=_font(path), fill=255, stroke_width=stroke, stroke_fill=255)
-    coverage = np.asarray(canvas)
+    if path in HERSHEY_FACES:
+        face = HERSHEY_FACES[path]
+        (_, text_h), _ = cv2.getTextSize("0", face, 1.0, 1)
+        canvas_np = np.zeros((3 * size, 3 * size), np.uint8)
+        cv2.putText(canvas_np, char, (size, 2 * size), face, size / text_h, 255, 1 + 2 * stroke, cv2.LINE_AA)
+        coverage = canvas_np
+    else:
+        canvas = Image.new("L", (3 * size, 3 * size), 0)
+        draw = ImageDraw.Draw(canvas)
+        draw.text((size, size), char, font=_font(path), fill=255, stroke_width=stroke, stroke_fill=255)
+        coverage = np.asarray(canvas)
+    return _ink_crop(coverage)
+
+
+def _ink_crop(coverage: np.ndarray) -> np.ndarray:
+    """Return uint8 ``coverage`` cropped to its ink (coverage >= :data:`_INK_THRESHOLD`), read-only; empty if
+    there is no ink."""
     ink = coverage >= _INK_THRESHOLD
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if rows.size == 0:
@@ -388,6 +435,43 @@ def _glyph_ink(path: str, char: str, stroke: int) -> np.ndarray:
         crop = coverage[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].copy()
     crop.setflags(write=False)
     return crop
+
+
+def _distort_glyph(rng: np.random.Generator, ink: np.ndarray, shear: float) -> np.ndarray:
+    """Return a distorted copy of glyph coverage ``ink`` (uint8, h x w, cropped to its ink), cropped again.
+
+    Applies the plate's horizontal ``shear`` (x moves by ``shear * (centre_y - y)``: positive leans right), then
+    with the :data:`GLYPH_ELASTIC` probability an elastic distortion (Gaussian-smoothed uniform displacements of
+    up to that fraction of the height, smoothing :data:`GLYPH_ELASTIC_SMOOTHING`), then with the
+    :data:`GLYPH_WEIGHT` probability a dilation or erosion by up to that fraction of the height. An erosion that
+    would erase a stroke is skipped. The glyph's identity is kept: the changes are a few percent of its height.
+    """
+    h, w = ink.shape
+    pad = int(math.ceil(abs(shear) * h / 2 + GLYPH_ELASTIC[1] * h * 2 + GLYPH_WEIGHT[1] * h)) + 2
+    canvas = cv2.copyMakeBorder(ink, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0).astype(np.float32)
+    ch, cw = canvas.shape
+    yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
+    map_x = xx + shear * (yy - ch / 2.0)  # sample from the unsheared glyph
+    map_y = yy.copy()
+    if rng.random() < GLYPH_ELASTIC[0]:
+        amplitude = rng.uniform(0.0, GLYPH_ELASTIC[1]) * h
+        sigma = GLYPH_ELASTIC_SMOOTHING * h
+        for field in (map_x, map_y):
+            noise = cv2.GaussianBlur(rng.uniform(-1.0, 1.0, size=(ch, cw)).astype(np.float32), (0, 0), sigma)
+            field += noise * (amplitude / max(float(np.abs(noise).max()), 1e-6))
+    warped = cv2.remap(canvas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if rng.random() < GLYPH_WEIGHT[0]:
+        radius = int(round(rng.uniform(0.0, GLYPH_WEIGHT[1]) * h))
+        if radius > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+            if rng.random() < 0.5:
+                warped = cv2.dilate(warped, kernel)
+            else:
+                eroded = cv2.erode(warped, kernel)
+                if (eroded >= _INK_THRESHOLD).sum() >= 0.35 * (warped >= _INK_THRESHOLD).sum():
+                    warped = eroded
+    distorted = _ink_crop(np.clip(warped, 0, 255).astype(np.uint8))
+    return distorted if distorted.size else ink
 
 
 @functools.lru_cache(maxsize=None)
@@ -527,9 +611,10 @@ def _random_contrasting_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.n
 
 
 def _render_flat_plate(rng: np.random.Generator, layout: str, text: str, width: float,
-                       fonts: tuple[str, ...]) -> _FlatPlate:
+                       fonts: tuple[str, ...], distort: bool = True) -> _FlatPlate:
     """Draw plate ``text`` in ``layout`` flat, about ``width`` px wide (aspect from :data:`spec.PLATE_SIZE_MM`).
 
+    One face of ``fonts`` at a random weight; every glyph distorted by :func:`_distort_glyph` when ``distort``.
     Returns the plate image and the characters' tight ink boxes in reading order.
     """
     mm_w, mm_h = spec.PLATE_SIZE_MM[layout]
@@ -538,6 +623,9 @@ def _render_flat_plate(rng: np.random.Generator, layout: str, text: str, width: 
     font = fonts[int(rng.integers(len(fonts)))]
     stroke = _random_stroke(rng, font)
     inks = [_glyph_ink(font, char, stroke) for char in text]
+    if distort:
+        shear = rng.uniform(-GLYPH_SHEAR[1], GLYPH_SHEAR[1]) if rng.random() < GLYPH_SHEAR[0] else 0.0
+        inks = [_distort_glyph(rng, ink, shear) for ink in inks]
     ink_layer = np.zeros((canvas_h, canvas_w), np.float32)
     inner = _draw_border(rng, ink_layer)
     if _plate_label(layout) == spec.PLATE_ONE_LINE:
@@ -619,7 +707,7 @@ def _layout_line(
     index ``group_break``); the line is squeezed horizontally if it is too wide and placed at a random offset
     if it is narrower. Returns integer ``(x0, y0, x1, y1)`` boxes.
     """
-    condense = rng.uniform(0.75, 1.05)
+    condense = rng.uniform(0.65, 1.1)
     widths = np.array([ink.shape[1] / ink.shape[0] * glyph_h * condense for ink in inks])
     gaps = np.full(len(inks) - 1, rng.uniform(0.05, 0.18) * glyph_h)
     if group_break is not None:

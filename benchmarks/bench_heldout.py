@@ -3,7 +3,8 @@
 Draws a held-out set with :mod:`alpr.synth` from *other* sources than the training data: type faces from PyPI font
 packages the project does not train on (``font-lato``, ``font-hanken-grotesk``: ``pip install -e .[bench]``),
 background photographs of scikit-image that are not in :data:`alpr.synth.SKIMAGE_PHOTOS`, 1280x720 frames, a
-seed the bootstrap never uses; with the synthesizer's own perspective, blur, noise and JPEG artefacts. Then reads
+seed the bootstrap never uses; with the synthesizer's own perspective, blur, noise and JPEG artefacts, and each face
+drawn as designed (the training data's glyph slant and elastic distortion are off unless ``--distort-glyphs``). Then reads
 every image with the model (``--model``: a model directory, ``gs://`` URI or ``latest``) exactly as
 ``python -m alpr.predict`` does, and prints EIR, plate precision and character accuracy (PLATE_SPEC "Metrics")
 and the most frequent misreadings. ``--json`` writes the figures.
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=200, help="held-out images (default 200)")
     p.add_argument("--out", type=Path, default=None, help="keep the held-out images here (default: a temp folder)")
     p.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
+    p.add_argument("--distort-glyphs", action="store_true",
+                   help="slant and distort the glyphs as the training data does (default: each face as designed)")
     args = p.parse_args(argv)
 
     from alpr import synth
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     fonts, photos = heldout_fonts(), heldout_photos()
     print(f"held-out fonts: {', '.join(Path(f).stem for f in fonts)}")
     print(f"held-out photographs: {', '.join(p.name for p in photos)} (+ collages and drawn scenes)")
-    sources = synth.Sources(fonts=fonts, photos=photos, long_side=(1280, 1280), aspects=((16, 9),))
+    sources = synth.Sources(fonts=fonts, photos=photos, long_side=(1280, 1280), aspects=((16, 9),),
+                            distort_glyphs=args.distort_glyphs)
     with tempfile.TemporaryDirectory(prefix="alpr-heldout-") as tmp:
         out = args.out or Path(tmp)
         jsons = synth.synthesize(out, args.n, seed=HELDOUT_SEED, sources=sources)
@@ -105,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {count} x {text}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"n": args.n, "fonts": [Path(f).name for f in fonts],
+        args.json.write_text(json.dumps({"n": args.n, "distort_glyphs": args.distort_glyphs,
+                                         "fonts": [Path(f).name for f in fonts],
                                          "photos": [p.name for p in photos], "metrics": res,
                                          "misreadings": confusions.most_common(20)}, indent=2) + "\n")
     return 0

@@ -130,3 +130,20 @@ def test_record_refuses_an_unknown_version(workspace, tmp_path):
     with pytest.raises(DatasetRepoError, match="'v404'"):
         record.python_func(annotation_version="v404", train_fraction=0.8, val_fraction=0.1, test_fraction=0.1,
                            split_seed=0, run_name="other", dataset=Dataset(name="d", uri=str(tmp_path / "d")))
+    run = MetadataStore(workspace.db_url).get_run("other")
+    assert run["status"] == "failed" and run["finished_at"] is not None  # not left "running" forever
+
+
+def test_a_failing_step_marks_its_run_failed(workspace, tmp_path):
+    """Record succeeds, Train fails (a config that does not exist): the run ends ``failed``, the error is Train's."""
+    dataset = Dataset(name="d", uri=str(tmp_path / "d"))
+    record.python_func(annotation_version="v1", train_fraction=0.6, val_fraction=0.2, test_fraction=0.2,
+                       split_seed=0, run_name="broken-train", dataset=dataset)
+    store = MetadataStore(workspace.db_url)
+    assert store.get_run("broken-train")["status"] == "running"
+    with pytest.raises(Exception, match="no_such_config"):
+        train.python_func(dataset=dataset, run_name="broken-train", config="no_such_config.py", weight_decay=0.05,
+                          seed=0, model=Model(name="m", uri=str(tmp_path / "m")),
+                          metrics=Metrics(name="x", uri=str(tmp_path / "x")), **TINY_HP)
+    run = store.get_run("broken-train")
+    assert run["status"] == "failed" and run["finished_at"] is not None

@@ -1,12 +1,14 @@
 """Reading plates with a (tiny) trained model: the model directory, PlateReader and the predict CLI."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from alpr import predict
+from alpr import predict, spec
 from alpr.inference import METADATA_FILE, ModelError, PlateReader, fetch_model, resolve_model_uri
 from alpr.spec import LAYOUTS
 
@@ -154,6 +156,47 @@ def test_zoomed_detection_runs_end_to_end(reader, tiny_coco):
     assert two[0].shape[1] == 4 and len(two[0]) == len(two[1]) == len(two[2])
     plate_ids = {15, 16}
     assert sum(int(l) in plate_ids for l in two[1]) == sum(int(l) in plate_ids for l in one[1])
+
+
+def test_zoom_choices_share_one_first_pass_and_equal_separate_calls(reader, tiny_coco, monkeypatch):
+    """Evaluate's zoom sweep runs the first pass once; each choice's detections equal a separate detect call.
+
+    The tiny model finds no plates, so its first pass gets each image's ground-truth plates added (label and score
+    as a trained model would give them); the crops then go through the real detector.
+    """
+    plates = {}
+    for ann in (tiny_coco / "annotations").glob("*.json"):
+        for img in json.loads(ann.read_text())["images"]:
+            plates[Path(img["file_name"]).name] = img.get("plates", [])
+    paths = sorted((tiny_coco / "images").glob("*.jpg"))[:3]
+    frames = {hashlib.sha256(cv2.imread(str(p)).tobytes()).hexdigest(): plates[p.name] for p in paths}
+    calls = []
+    run = reader._run
+
+    def run_with_plates(images, size=0):
+        calls.append(len(images))
+        out = run(images, size)
+        added = []
+        for img, (b, l, sc) in zip(images, out):
+            truth = frames.get(hashlib.sha256(img.tobytes()).hexdigest(), [])  # a crop has none
+            boxes = np.array([t["box"] for t in truth], np.float64).reshape(-1, 4)
+            labels = np.array([spec.class_id(spec.PLATE_ONE_LINE)] * len(truth), np.int64)
+            added.append((np.concatenate([b, boxes]), np.concatenate([l, labels]),
+                          np.concatenate([sc, np.ones(len(truth))])))
+        return added
+
+    monkeypatch.setattr(reader, "_run", run_with_plates)
+    choices = (0, 64, 10_000)
+    together = reader.detect_files_zoom_choices(paths, choices, batch_size=8)
+    assert calls == [len(paths), sum(len(v) for v in frames.values())]  # first pass once, every crop once
+    for zoom in choices:
+        alone = reader.detect_files(paths, zoom_below_px=zoom)
+        assert len(alone) == len(together[zoom]) == len(paths)
+        for a, b in zip(alone, together[zoom]):
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="zoom_choices"):
+        reader.detect_zoom_choices([], ())
 
 
 def test_reader_pads_to_the_stride_not_to_a_square(reader):

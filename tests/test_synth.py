@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from matplotlib.path import Path as PolygonPath
@@ -256,3 +257,76 @@ def test_fonts_include_the_font_packages_and_no_italics() -> None:
     names = [Path(f).name for f in synth.font_paths()]
     assert "Roboto-Regular.ttf" in names and "SourceSansPro-Regular.ttf" in names
     assert not any("Italic" in n or n.endswith("It.ttf") for n in names)
+
+
+def test_fonts_include_caladea_droid_mono_and_opencv_stroke_faces() -> None:
+    """Serif, monospaced, rounded, hand-drawn and vector stroke faces widen the glyph designs the model sees."""
+    fonts = synth.font_paths()
+    names = {Path(f).name for f in fonts}
+    assert {"Caladea-Regular.ttf", "DroidSansMono.ttf", "FredokaOne-Regular.ttf"} <= names
+    assert {"hershey:simplex", "hershey:triplex"} <= set(fonts)
+    for face in synth.HERSHEY_FACES:
+        thin, thick = synth._glyph_ink(face, "8", 0), synth._glyph_ink(face, "8", 6)
+        assert thin.shape[0] > 0.5 * synth._REF_FONT_SIZE  # drawn at about the reference height
+        assert (thick >= synth._INK_THRESHOLD).sum() > 1.5 * (thin >= synth._INK_THRESHOLD).sum()
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two coverage masks resized to a common 64 x 64 grid."""
+    a_ink = cv2.resize(a, (64, 64), interpolation=cv2.INTER_AREA) >= synth._INK_THRESHOLD
+    b_ink = cv2.resize(b, (64, 64), interpolation=cv2.INTER_AREA) >= synth._INK_THRESHOLD
+    return float((a_ink & b_ink).sum() / (a_ink | b_ink).sum())
+
+
+def test_distort_glyph_changes_the_shape_but_keeps_the_character() -> None:
+    """A distorted glyph is tight, differs from the original, stays close to it, and depends only on the rng."""
+    font = next(f for f in synth.font_paths() if Path(f).name == "DejaVuSans.ttf")
+    for char in ("2", "9", "B"):
+        ink = synth._glyph_ink(font, char, 4)
+        for seed in range(5):
+            distorted = synth._distort_glyph(np.random.default_rng(seed), ink, shear=0.15)
+            again = synth._distort_glyph(np.random.default_rng(seed), ink, shear=0.15)
+            assert np.array_equal(distorted, again)
+            mask = distorted >= synth._INK_THRESHOLD
+            assert mask[0].any() and mask[-1].any() and mask[:, 0].any() and mask[:, -1].any()
+            assert distorted.shape != ink.shape or not np.array_equal(distorted, ink)
+            assert 0.5 < _mask_iou(distorted, ink) < 1.0, (char, seed)
+    # The distortion never turns one character into another: it stays nearer its own glyph than any other's.
+    others = {c: synth._glyph_ink(font, c, 4) for c in spec.CHARACTERS}
+    rng = np.random.default_rng(7)
+    for char, ink in others.items():
+        distorted = synth._distort_glyph(rng, ink, shear=float(rng.uniform(-0.18, 0.18)))
+        nearest = max(others, key=lambda c: _mask_iou(distorted, others[c]))
+        assert nearest == char
+
+
+def test_shear_leans_the_glyph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A positive shear moves the top of a glyph right of its bottom (a right-leaning slant)."""
+    monkeypatch.setattr(synth, "GLYPH_ELASTIC", (0.0, 0.035))  # shear only
+    monkeypatch.setattr(synth, "GLYPH_WEIGHT", (0.0, 0.035))
+    font = next(f for f in synth.font_paths() if Path(f).name == "DejaVuSans.ttf")
+    ink = synth._glyph_ink(font, "1", 4)
+    def lean(shear: float) -> float:
+        """Mean x of the top fifth of the ink minus that of the bottom fifth, in glyph heights."""
+        mask = synth._distort_glyph(np.random.default_rng(0), ink, shear=shear) >= synth._INK_THRESHOLD
+        fifth = len(mask) // 5
+        top_x = np.flatnonzero(mask[:fifth].any(axis=0)).mean()
+        bottom_x = np.flatnonzero(mask[-fifth:].any(axis=0)).mean()
+        return float(top_x - bottom_x) / len(mask)
+
+    upright = lean(0.0)
+    assert lean(0.2) > upright + 0.1 and lean(-0.2) < upright - 0.1
+
+
+def test_sources_can_draw_faces_as_designed() -> None:
+    """``distort_glyphs=False`` draws the same frame and first plate text with undistorted glyphs (a held-out
+    set's choice); the random draws after the first plate differ."""
+    distorted = synth.render_sample(3, SEED)
+    plain = synth.render_sample(3, SEED, sources=synth.Sources(distort_glyphs=False))
+    assert plain[0].shape == distorted[0].shape
+
+    def first_plate(labelme: dict[str, Any]) -> list[str]:
+        return [s["label"] for s in labelme["shapes"] if s["group_id"] == 0]
+
+    assert first_plate(plain[1]) == first_plate(distorted[1])
+    assert not np.array_equal(plain[0], distorted[0])
