@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,6 +179,42 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+@dataclass
+class Server:
+    """A running model server: its process, URL, log file, RSS sampler and start-up time (s)."""
+
+    proc: subprocess.Popen
+    base_url: str
+    log_path: Path
+    sampler: RssSampler
+    startup_s: float
+
+
+@contextlib.contextmanager
+def served(model: str, workers: int, startup_timeout: float, log_dir: Path) -> Iterator[Server]:
+    """Start ``python -m alpr.serving`` on a free port (log in ``log_dir/server.log``), sample its RSS and wait until
+    it is ready; on exit stop the sampler, then the server (the log stays).
+
+    Raises:
+        RuntimeError: the server exited or was not ready within ``startup_timeout`` s (the log's tail is in the
+            message).
+    """
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = Path(log_dir) / "server.log"
+    proc = start_server(model, port, log_path, workers)
+    sampler = RssSampler(proc.pid).start()
+    try:
+        try:
+            startup_s = wait_ready(base_url, proc, startup_timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n--- server log ---\n{log_path.read_text()[-4000:]}") from None
+        yield Server(proc, base_url, log_path, sampler, startup_s)
+    finally:
+        sampler.stop()
+        stop_server(proc)
+
+
 # --- load ---------------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -298,30 +336,21 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     model_uri = resolve_model_uri(args.model)  # fails fast (ModelError) when 'latest' has no model
     jpegs = make_jpegs(args.images, args.seed, args.jpeg_quality)
     bodies = request_bodies(jpegs, args.protocol, args.batch)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    url = base_url + ("/v1/models/alpr:predict" if args.protocol == "v1" else "/v2/models/alpr/infer")
+    path = "/v1/models/alpr:predict" if args.protocol == "v1" else "/v2/models/alpr/infer"
     result = {"model": args.model, "model_uri": model_uri, "protocol": args.protocol,
               "batch": args.batch, "workers": args.workers,
               "jpeg_quality": args.jpeg_quality, "jpeg_kb": float(np.mean([len(j) for j in jpegs]) / 1024),
               "warmup": args.warmup, "cpus": os.cpu_count(),
               "loadavg_before": tuple(round(x, 2) for x in os.getloadavg())}
-    with tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp:
-        log_path = Path(tmp) / "server.log"
-        proc = start_server(args.model, port, log_path, args.workers)
-        sampler = RssSampler(proc.pid).start()
-        try:
-            try:
-                result["startup_s"] = wait_ready(base_url, proc, args.startup_timeout)
-            except RuntimeError as exc:
-                raise RuntimeError(f"{exc}\n--- server log ---\n{log_path.read_text()[-4000:]}") from None
-            result["rss_ready_mb"] = sampler.current_mb()
-            result["latency"] = latency_phase(url, bodies, args.warmup, args.requests, args.phase_timeout)
-            result["throughput"] = [throughput_phase(url, bodies, c, args.per_client, args.phase_timeout)
-                                    for c in args.concurrency]
-        finally:
-            sampler.stop()
-            stop_server(proc)
+    with tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp, \
+            served(args.model, args.workers, args.startup_timeout, Path(tmp)) as server:
+        url = server.base_url + path
+        sampler = server.sampler
+        result["startup_s"] = server.startup_s
+        result["rss_ready_mb"] = sampler.current_mb()
+        result["latency"] = latency_phase(url, bodies, args.warmup, args.requests, args.phase_timeout)
+        result["throughput"] = [throughput_phase(url, bodies, c, args.per_client, args.phase_timeout)
+                                for c in args.concurrency]
     result["rss_peak_mb"] = sampler.peak_mb
     return result
 

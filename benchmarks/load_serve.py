@@ -38,11 +38,9 @@ from pathlib import Path
 import numpy as np
 
 try:  # run as a script: benchmarks/ is on sys.path
-    from bench_serve import HEIGHT, WIDTH, RssSampler, free_port, make_jpegs, percentiles, start_server, \
-        stop_server, wait_ready
+    from bench_serve import HEIGHT, WIDTH, make_jpegs, percentiles, served
 except ImportError:  # imported as benchmarks.load_serve from the repository root
-    from benchmarks.bench_serve import HEIGHT, WIDTH, RssSampler, free_port, make_jpegs, percentiles, start_server, \
-        stop_server, wait_ready
+    from benchmarks.bench_serve import HEIGHT, WIDTH, make_jpegs, percentiles, served
 
 V1_PATH = "/v1/models/alpr:predict"
 V2_PATH = "/v2/models/alpr/infer"
@@ -251,8 +249,6 @@ def run_load(args: argparse.Namespace) -> dict:
 
     jpegs = make_jpegs(args.images, args.seed, args.jpeg_quality)
     kinds = request_kinds(jpegs)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
     tallies = {name: Tally() for name in kinds}
     lock = threading.Lock()
     samples: list[tuple[float, float]] = []
@@ -262,14 +258,9 @@ def run_load(args: argparse.Namespace) -> dict:
         "schedule": SCHEDULE, "cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in os.getloadavg()],
     }
     with tempfile.TemporaryDirectory(prefix="load_serve_") as tmp:
-        log_path = Path(tmp) / "server.log"
-        proc = start_server(args.model, port, log_path, args.workers)
-        sampler = RssSampler(proc.pid).start()
-        try:
-            try:
-                result["startup_s"] = wait_ready(base_url, proc, args.startup_timeout)
-            except RuntimeError as exc:
-                raise RuntimeError(f"{exc}\n--- server log ---\n{log_path.read_text()[-4000:]}") from None
+        with served(args.model, args.workers, args.startup_timeout, Path(tmp)) as server:
+            base_url, proc, sampler = server.base_url, server.proc, server.sampler
+            result["startup_s"] = server.startup_s
             stop_sampling = threading.Event()
             t_start = time.monotonic()
 
@@ -304,10 +295,7 @@ def run_load(args: argparse.Namespace) -> dict:
                     except httpx.HTTPError:
                         ready = False
             result["server_alive_and_ready_after"] = alive and ready
-        finally:
-            sampler.stop()
-            stop_server(proc)
-        result["server_log_tail"] = log_path.read_text(errors="replace")[-2000:]
+        result["server_log_tail"] = server.log_path.read_text(errors="replace")[-2000:]
     result["kinds"] = {}
     for name, tally in tallies.items():
         kind = kinds[name]
