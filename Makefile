@@ -16,7 +16,7 @@ MODEL ?= latest
 PORT ?= 8080
 TUNE_ARGS ?=
 
-.PHONY: help install run compile tune test test-fast tensorboard serve bench-serve load-serve bench-train bench-heldout images lint-docker manifests helm-lint submit clean clean-workspace
+.PHONY: help install run compile tune test test-fast tensorboard serve bench-serve load-serve bench-train bench-heldout bench-faces images lint-docker manifests helm-lint submit clean clean-workspace
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench-train: ## Time-to-accuracy of the default training (≈1 h on 2 CPU cores)
 
 bench-heldout: ## Read a held-out set (other fonts and photographs, 1280x720) with MODEL; EIR, plate precision, char accuracy
 	$(PY) benchmarks/bench_heldout.py --model $(MODEL) --json docs/bench_heldout.json
+
+bench-faces: ## After bench-train: val EIR and char accuracy per plate type face (replays the bootstrap) → docs/
+	$(PY) benchmarks/face_errors.py --workspace .alpr-bench --split val --json docs/bench_faces.json
 
 bench-serve: ## Benchmark the model server on 127.0.0.1: latency p50/p95/p99, req/s at 1-8 clients, peak RSS
 	$(PY) benchmarks/bench_serve.py --model $(MODEL) --json bench_serve.json

@@ -23,7 +23,7 @@ TRAINING_DEFAULTS: Final[dict[str, object]] = {
     "split_seed": 0,
     "config": "rtmdet_tiny_alpr.py",
     "lr": 0.004,
-    "epochs": 14,
+    "epochs": 16,
     "batch_size": 8,
     "input_size": 320,
     "weight_decay": 0.05,

@@ -72,8 +72,8 @@ HERSHEY_FACES: Final[dict[str, int]] = {
 #: convolutional neural networks applied to visual document analysis", section 2) and stroke-weight change
 #: (morphological dilation or erosion), each with the given probability and largest size.
 GLYPH_SHEAR: Final = (0.5, 0.18)
-GLYPH_ELASTIC: Final = (0.6, 0.035)
-GLYPH_WEIGHT: Final = (0.4, 0.035)
+GLYPH_ELASTIC: Final = (0.3, 0.035)
+GLYPH_WEIGHT: Final = (0.3, 0.035)
 #: Smoothing of the elastic displacement field, as a fraction of the glyph height (larger: smoother bends).
 GLYPH_ELASTIC_SMOOTHING: Final = 0.12
 #: Probabilities of a collage background (tiles of 2-4 photos) and of a drawn street-like background (gradient,

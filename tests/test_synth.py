@@ -278,8 +278,13 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a_ink & b_ink).sum() / (a_ink | b_ink).sum())
 
 
-def test_distort_glyph_changes_the_shape_but_keeps_the_character() -> None:
-    """A distorted glyph is tight, differs from the original, stays close to it, and depends only on the rng."""
+def test_distort_glyph_changes_the_shape_but_keeps_the_character(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A distorted glyph is tight, differs from the original, stays close to it, and depends only on the rng.
+
+    The elastic and stroke-weight changes are forced on (their largest sizes as configured), so that every draw
+    exercises them."""
+    monkeypatch.setattr(synth, "GLYPH_ELASTIC", (1.0, synth.GLYPH_ELASTIC[1]))
+    monkeypatch.setattr(synth, "GLYPH_WEIGHT", (1.0, synth.GLYPH_WEIGHT[1]))
     font = next(f for f in synth.font_paths() if Path(f).name == "DejaVuSans.ttf")
     for char in ("2", "9", "B"):
         ink = synth._glyph_ink(font, char, 4)
@@ -291,13 +296,19 @@ def test_distort_glyph_changes_the_shape_but_keeps_the_character() -> None:
             assert mask[0].any() and mask[-1].any() and mask[:, 0].any() and mask[:, -1].any()
             assert distorted.shape != ink.shape or not np.array_equal(distorted, ink)
             assert 0.5 < _mask_iou(distorted, ink) < 1.0, (char, seed)
-    # The distortion never turns one character into another: it stays nearer its own glyph than any other's.
-    others = {c: synth._glyph_ink(font, c, 4) for c in spec.CHARACTERS}
+    # The elastic and weight changes never turn one character into another: a distorted glyph stays nearer its
+    # own glyph than any other's, all slanted alike (the slant is the plate's, shared by all of its glyphs).
+    inks = {c: synth._glyph_ink(font, c, 4) for c in spec.CHARACTERS}
     rng = np.random.default_rng(7)
-    for char, ink in others.items():
-        distorted = synth._distort_glyph(rng, ink, shear=float(rng.uniform(-0.18, 0.18)))
-        nearest = max(others, key=lambda c: _mask_iou(distorted, others[c]))
-        assert nearest == char
+    for char, ink in inks.items():
+        shear = float(rng.uniform(-synth.GLYPH_SHEAR[1], synth.GLYPH_SHEAR[1]))
+        distorted = synth._distort_glyph(rng, ink, shear=shear)
+        with monkeypatch.context() as m:
+            m.setattr(synth, "GLYPH_ELASTIC", (0.0, synth.GLYPH_ELASTIC[1]))
+            m.setattr(synth, "GLYPH_WEIGHT", (0.0, synth.GLYPH_WEIGHT[1]))
+            slanted = {c: synth._distort_glyph(np.random.default_rng(0), g, shear=shear) for c, g in inks.items()}
+        nearest = max(slanted, key=lambda c: _mask_iou(distorted, slanted[c]))
+        assert nearest == char, (char, shear)
 
 
 def test_shear_leans_the_glyph(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -330,3 +341,23 @@ def test_sources_can_draw_faces_as_designed() -> None:
 
     assert first_plate(plain[1]) == first_plate(distorted[1])
     assert not np.array_equal(plain[0], distorted[0])
+
+
+def test_face_replay_names_the_face_of_every_drawn_plate() -> None:
+    """``benchmarks/face_errors.py`` learns each plate's type face by replaying a sample: the replay draws the same
+    labelme annotation as the original, names one face per plate shape, and leaves the synthesizer unpatched."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "face_errors.py"
+    module_spec = importlib.util.spec_from_file_location("face_errors", script)
+    face_errors = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(face_errors)
+    known = {Path(f).stem if not f.startswith("hershey:") else f for f in synth.font_paths()}
+    stroke = synth._random_stroke
+    for index in range(6):
+        faces, labelme = face_errors.replay_faces(index, SEED)
+        assert labelme == synth.render_sample(index, SEED)[1]
+        n_plates = sum(s["label"].startswith("plate_") for s in labelme["shapes"])
+        assert len(faces) == n_plates >= 1
+        assert set(faces) <= known
+        assert synth._random_stroke is stroke
