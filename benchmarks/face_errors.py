@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="write the per-face figures as JSON here")
     args = p.parse_args(argv)
 
-    import Levenshtein
+    from rapidfuzz.distance import Levenshtein
     from tqdm import tqdm
 
     from alpr.coco import ground_truth_plates
