@@ -47,16 +47,6 @@ def replay_faces(index: int, seed: int) -> tuple[list[str], dict]:
     return faces, labelme
 
 
-def _plate_boxes(labelme: dict) -> list[list[float]]:
-    """Bounding boxes of the plate shapes of a labelme dict, in ``group_id`` (drawing) order."""
-    plates = sorted((s for s in labelme["shapes"] if s["label"].startswith("plate_")), key=lambda s: s["group_id"])
-    boxes = []
-    for s in plates:
-        xs, ys = [p[0] for p in s["points"]], [p[1] for p in s["points"]]
-        boxes.append([min(xs), min(ys), max(xs), max(ys)])
-    return boxes
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workspace", type=Path, default=ROOT / ".alpr-bench", help="benchmark workspace")
@@ -66,13 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="write the per-face figures as JSON here")
     args = p.parse_args(argv)
 
-    from rapidfuzz.distance import Levenshtein
     from tqdm import tqdm
 
     from alpr.coco import ground_truth_plates
     from alpr.defaults import BOOTSTRAP_VERSION
     from alpr.labelme import load_labelme
-    from alpr.metrics import box_iou, match_plates
+    from alpr.metrics import PlateMetrics, box_iou, match_plates
     from alpr.predict import predict
 
     data_dir = args.workspace / "bench" / "dataset"
@@ -81,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     coco = json.loads((data_dir / "annotations" / f"{args.split}.json").read_text())
     images = [data_dir / im["file_name"] for im in coco["images"]]
 
-    per_face: dict[str, dict[str, int]] = defaultdict(lambda: {"plates": 0, "exact": 0, "chars": 0, "distance": 0})
+    total, per_face = PlateMetrics(), defaultdict(PlateMetrics)
     misread: dict[str, list[str]] = defaultdict(list)
     readings = predict(model, images)
     for image in tqdm(images, desc=f"replaying {args.split}"):
@@ -89,10 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         if m is None:
             raise SystemExit(f"{image}: not a bootstrap sample (synth_<index>.jpg)")
         faces, labelme = replay_faces(int(m.group(1)), args.seed)
-        truth = ground_truth_plates(load_labelme(labelme_dir / f"{image.stem}.json"))
-        drawn = _plate_boxes(labelme)
-        if len(drawn) != len(truth) or len(faces) != len(truth):
-            raise SystemExit(f"{image.stem}: the replay drew {len(drawn)} plates, the annotation has {len(truth)}")
+        stored = load_labelme(labelme_dir / f"{image.stem}.json")
+        truth = ground_truth_plates(stored)
+        drawn = [s.bounds() for s in sorted(stored.plates(), key=lambda s: s.group_id)]
+        if len(faces) != len(truth) or len(drawn) != len(truth):
+            raise SystemExit(f"{image.stem}: the replay drew {len(faces)} plates, the annotation has {len(truth)}")
         face_of = []
         for t in truth:
             ious = [box_iou(t["box"], b) for b in drawn]
@@ -100,32 +90,37 @@ def main(argv: list[str] | None = None) -> int:
             if ious[best] < 0.99:
                 raise SystemExit(f"{image.stem}: the replayed plates are not where the annotation has them")
             face_of.append(faces[best])
-        pred = readings[image.name]["plates"]
+        reading = readings[image.name]
+        total.add(truth, reading)
+        pred = reading["plates"]
         pairs = dict(match_plates([(t["box"], t["text"]) for t in truth],
                                   [(q["box"], q["text"], q["score"]) for q in pred]))
         for i, t in enumerate(truth):
-            got = pred[pairs[i]]["text"] if i in pairs else ""
-            row = per_face[face_of[i]]
-            row["plates"] += 1
-            row["exact"] += got == t["text"]
-            row["chars"] += len(t["text"])
-            row["distance"] += Levenshtein.distance(t["text"], got)
+            # Each plate scored on its own with the prediction the whole image's matching gave it (or none).
+            matched = [pred[pairs[i]]] if i in pairs else []
+            per_face[face_of[i]].add([t], {"plates": matched})
+            got = matched[0]["text"] if matched else ""
             if got != t["text"]:
                 misread[face_of[i]].append(f"{t['text']} → {got or '(nothing)'}")
 
-    table = sorted(((face, r["exact"] / r["plates"], 1 - r["distance"] / r["chars"], r) for face, r in per_face.items()),
-                   key=lambda x: (x[1], x[2]))
-    total = {k: sum(r[k] for r in per_face.values()) for k in ("plates", "exact", "chars", "distance")}
-    print(f"{args.split}: {total['plates']} plates, EIR {total['exact'] / total['plates']:.3f}, "
-          f"char accuracy {1 - total['distance'] / total['chars']:.3f}, {len(per_face)} faces")
+    def counts(r: dict) -> dict[str, int]:
+        return {"plates": r["n_truth"], "exact": r["n_exact"], "chars": r["n_truth_chars"],
+                "distance": r["char_distance"]}
+
+    table = sorted(((face, m.result()) for face, m in per_face.items()),
+                   key=lambda x: (x[1]["eir"], x[1]["char_accuracy"]))
+    all_plates = total.result()
+    print(f"{args.split}: {all_plates['n_truth']} plates, EIR {all_plates['eir']:.3f}, "
+          f"char accuracy {all_plates['char_accuracy']:.3f}, {len(per_face)} faces")
     print(f"{'face':<32} {'plates':>6} {'EIR':>6} {'chars':>6}  misreadings")
-    for face, eir, ca, r in table:
-        print(f"{face:<32} {r['plates']:>6} {eir:>6.3f} {ca:>6.3f}  {'; '.join(misread[face][:3])}")
+    for face, r in table:
+        print(f"{face:<32} {r['n_truth']:>6} {r['eir']:>6.3f} {r['char_accuracy']:>6.3f}  {'; '.join(misread[face][:3])}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "split": args.split, "model": model, "total": total,
-            "faces": [{"face": f, "eir": e, "char_accuracy": c, **r, "misreadings": misread[f]} for f, e, c, r in table],
+            "split": args.split, "model": model, "total": counts(all_plates),
+            "faces": [{"face": f, "eir": r["eir"], "char_accuracy": r["char_accuracy"], **counts(r),
+                       "misreadings": misread[f]} for f, r in table],
         }, indent=2, ensure_ascii=False) + "\n")
     return 0
 
