@@ -48,7 +48,7 @@ RUN pip install -c requirements/constraints.txt --extra-index-url "${TORCH_INDEX
 RUN MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS} pip install -c requirements/constraints.txt --no-build-isolation mmcv==2.1.0
 
 # The project: dependencies first (cached while only the code changes), then the code, installed editable so
-# that alpr/training.py finds configs/ next to the package.
+# that alpr/model/training.py finds configs/ next to the package.
 COPY pyproject.toml README.md ./
 COPY alpr alpr
 COPY components components

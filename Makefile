@@ -16,7 +16,7 @@ MODEL ?= latest
 PORT ?= 8080
 TUNE_ARGS ?=
 
-.PHONY: help install run compile tune test test-fast tensorboard serve bench-serve load-serve bench-train bench-heldout bench-faces images lint-docker manifests helm-lint submit clean clean-workspace
+.PHONY: help install lint format run compile tune test test-fast tensorboard serve bench-serve load-serve bench-train bench-heldout bench-faces images lint-docker manifests helm-lint submit clean clean-workspace
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -32,6 +32,15 @@ install: ## Create .venv and install everything (torch CPU, mmcv built from sour
 	# mmcv pulls opencv-python, whose cv2 fails to import here; the headless build must own cv2.
 	$(PIP) install -q --force-reinstall --no-deps -c $(CONSTRAINTS) opencv-python-headless
 	$(PY) -c "import cv2, mmcv.ops, mmdet, kfp, kserve, dvc; print('install ok: mmdet', mmdet.__version__, 'kfp', kfp.__version__)"
+
+lint: ## ruff (lint + format check) and import-linter (the layers of docs/ARCHITECTURE.md); CI runs it before the tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: ## Apply ruff's fixes and formatting (what `make lint` checks)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 run: ## Run the whole pipeline locally (kfp.local, embedded defaults in ./.alpr)
 	$(PY) pipeline.py --run

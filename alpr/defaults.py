@@ -1,12 +1,20 @@
 """The pipeline's embedded defaults: what ``python pipeline.py --run`` trains with when given no flags.
 
-``pipeline.py`` turns each entry of :data:`TRAINING_DEFAULTS` into a pipeline parameter and a command-line flag;
-``benchmarks/bench_train.py`` and the tuner read the same values. The figures behind these choices are in
+This module is the one source of these values. The pipeline turns each entry of :data:`TRAINING_DEFAULTS`,
+:data:`DEPLOY_DEFAULTS` and :data:`TUNING_DEFAULTS` into a pipeline parameter and a command-line flag;
+:class:`alpr.model.training.Hyperparameters` takes its field defaults from :data:`TRAINING_DEFAULTS`; the tuner
+(:class:`alpr.tuning.options.TuningOptions`, the trial entry point, ``katib/experiment.yaml``) and
+``benchmarks/bench_train.py`` read the same values. The mmdetection configs in ``configs/`` hold none of them
+(:func:`alpr.model.training.build_config` sets them). The figures behind these choices are in
 ``docs/detection_design.md`` and ``docs/bench_train.md``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Final
 
 #: Annotation version created by the first local run (synthetic plates).
@@ -14,48 +22,118 @@ BOOTSTRAP_VERSION: Final = "annotations-v1"
 #: Synthetic images in the bootstrap annotation version (80 % train, 10 % val, 10 % test).
 BOOTSTRAP_IMAGES: Final = 2000
 
-#: Record, Train and Evaluate parameters and their defaults.
-TRAINING_DEFAULTS: Final[dict[str, object]] = {
-    "annotation_version": BOOTSTRAP_VERSION,
-    "train_fraction": 0.8,
-    "val_fraction": 0.1,
-    "test_fraction": 0.1,
-    "split_seed": 0,
-    "config": "rtmdet_tiny_alpr.py",
-    "lr": 0.004,
-    "epochs": 16,
-    "batch_size": 8,
-    "input_size": 320,
-    "weight_decay": 0.05,
-    "val_interval": 2,
-    "seed": 0,
-    "selection_metric": "eir",
-}
+
+class _Parameters(Mapping[str, object]):
+    """Read-only mapping view of a frozen dataclass of pipeline parameters: ``d["lr"]``, ``dict(d)``, ``{**d}``,
+    ``d.items()`` iterate the fields in declaration order (the order of the pipeline's flags)."""
+
+    def __getitem__(self, name: str) -> object:
+        if name not in self._names():
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
+
+    def asdict(self) -> dict[str, object]:
+        """The parameters as a new ``{name: value}`` dict."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
 
 
-def bootstrap(settings, n_images: int = BOOTSTRAP_IMAGES, *, progress: bool = True) -> bool:
-    """Create the workspace and the first annotation version of synthetic plates, unless it exists.
+@dataclass(frozen=True, eq=True)
+class TrainingDefaults(_Parameters):
+    """Record, Train and Evaluate parameters and their defaults (each a pipeline parameter of the same name).
 
-    Draws ``n_images`` samples with :func:`alpr.synth.synthesize` (seed 0) into ``<workspace>/bootstrap/`` and
-    registers them as :data:`BOOTSTRAP_VERSION` like any annotation version (DVC push, git tag, metadata rows).
-
-    Returns:
-        True when the annotation version was created now, False when it already existed.
+    Attributes:
+        annotation_version: the annotation version Record splits.
+        train_fraction: share of the images in the train split (the three fractions sum to 1).
+        val_fraction: share in the val split (chooses checkpoints and reading thresholds).
+        test_fraction: share in the test split (only reports).
+        split_seed: seed of the split (a file's split depends on its name and this seed only).
+        config: leaf mmdetection config in ``configs/``.
+        lr: AdamW base learning rate.
+        epochs: training epochs.
+        batch_size: training images per iteration.
+        input_size: square network input, pixels.
+        weight_decay: AdamW weight decay.
+        val_interval: validate (and keep a checkpoint) every this many epochs.
+        seed: random seed of training (weights, sampling, augmentation).
+        selection_metric: the metric Evaluate selects the checkpoint by (``eir``, ``mAP``, …).
     """
-    from pathlib import Path
 
-    from alpr.metadata import MetadataStore
-    from alpr.synth import synthesize
-    from alpr.versions import register_annotation_version
+    annotation_version: str = BOOTSTRAP_VERSION
+    train_fraction: float = 0.8
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    config: str = "rtmdet_tiny_alpr.py"
+    lr: float = 0.004
+    epochs: int = 16
+    batch_size: int = 8
+    input_size: int = 320
+    weight_decay: float = 0.05
+    val_interval: int = 2
+    seed: int = 0
+    selection_metric: str = "eir"
 
-    store = MetadataStore(settings.db_url)
-    store.create_schema()
-    if store.get_annotation_version(BOOTSTRAP_VERSION) is not None:
-        return False
-    folder = Path(settings.workspace) / "bootstrap" / BOOTSTRAP_VERSION
-    if len(list(folder.glob("*.json"))) != n_images:
-        synthesize(folder, n_images, seed=0, progress=progress)
-    register_annotation_version(settings, folder, BOOTSTRAP_VERSION,
-                                description=f"{n_images} synthetic plates on scikit-image/matplotlib photographs",
-                                progress=progress)
-    return True
+    @property
+    def split_fractions(self) -> tuple[float, float, float]:
+        """``(train_fraction, val_fraction, test_fraction)``, in the order of :data:`alpr.spec.SPLITS`."""
+        return (self.train_fraction, self.val_fraction, self.test_fraction)
+
+
+@dataclass(frozen=True, eq=True)
+class DeployDefaults(_Parameters):
+    """The pipeline parameters of its Deploy step and their defaults.
+
+    Attributes:
+        deploy_target: ``local`` or ``kubernetes``; empty: ``$ALPR_DEPLOY_TARGET`` (default ``local``).
+        min_eir_improvement: how much the new model's test EIR must beat the served model's by (0: strictly higher).
+    """
+
+    deploy_target: str = ""
+    min_eir_improvement: float = 0.0
+
+
+@dataclass(frozen=True, eq=True)
+class TuningDefaults(_Parameters):
+    """The pipeline parameters of its Tune step (off by default) and their defaults.
+
+    Attributes:
+        tune: run the Tune step before Train.
+        tune_algorithm: ``random``, ``tpe`` or ``bayesianoptimization``.
+        tune_max_trials: trials in total.
+        tune_parallel: trials at once.
+        tune_max_failed: the study fails when more trials than this failed.
+        tune_timeout: seconds to wait for the study; 0: no limit.
+    """
+
+    tune: bool = False
+    tune_algorithm: str = "tpe"
+    tune_max_trials: int = 12
+    tune_parallel: int = 2
+    tune_max_failed: int = 3
+    tune_timeout: int = 0
+
+
+#: Record, Train and Evaluate parameters and their defaults (a :class:`TrainingDefaults`; also a read-only mapping).
+TRAINING_DEFAULTS: Final = TrainingDefaults()
+#: The Deploy step's parameters and their defaults (a :class:`DeployDefaults`; also a read-only mapping).
+DEPLOY_DEFAULTS: Final = DeployDefaults()
+#: The Tune step's parameters and their defaults (a :class:`TuningDefaults`; also a read-only mapping).
+TUNING_DEFAULTS: Final = TuningDefaults()
+
+#: Image of the pipeline's components (built from the Dockerfile's ``components`` target); ``ALPR_COMPONENT_IMAGE``
+#: overrides it (see :func:`component_image`).
+DEFAULT_COMPONENT_IMAGE: Final = "ghcr.io/alpr-kubeflow/alpr-components:0.1.0-python3.11"
+
+
+def component_image() -> str:
+    """The components image: ``$ALPR_COMPONENT_IMAGE`` when set, else :data:`DEFAULT_COMPONENT_IMAGE`."""
+    return os.environ.get("ALPR_COMPONENT_IMAGE", DEFAULT_COMPONENT_IMAGE)

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     cache_dir: Path | None = None
 
     @model_validator(mode="after")
-    def _fill_defaults(self) -> "Settings":
+    def _fill_defaults(self) -> Settings:
         ws = self.workspace.expanduser().absolute()
         self.workspace = ws
         self.db_url = self.db_url or f"sqlite:///{ws / 'metadata.db'}"

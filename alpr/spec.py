@@ -1,4 +1,4 @@
-"""The plate, label and reading contract of ``shared/PLATE_SPEC.md``.
+"""The plate, label and reading contract of ``docs/PLATE_SPEC.md``.
 
 Everything that reads or writes plates (annotations, the detector's classes, readings, metrics, serving) takes
 its constants from here.
@@ -35,6 +35,10 @@ LEGACY_LABELS: Final[dict[str, str]] = {
 }
 #: The original project's text-region shapes, dropped (with a count) on import.
 DROPPED_LABELS: Final[frozenset[str]] = frozenset({"r_s_n", "l_s_n", "r_m_n", "l_m_n"})
+
+#: The dataset splits of a training version, in the order their fractions are given (train, val, test): val chooses
+#: (checkpoints, reading thresholds), test only reports.
+SPLITS: Final[tuple[str, str, str]] = ("train", "val", "test")
 
 #: Physical plate sizes in millimetres (width, height), PLATE_SPEC "Two layouts".
 PLATE_SIZE_MM: Final[dict[str, tuple[int, int]]] = {"one_line": (520, 110), "two_line": (335, 170)}

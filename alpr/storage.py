@@ -530,8 +530,7 @@ class GCSStorage(Storage):
         root = _under(self.prefix)
         try:
             names = [
-                blob.name
-                for blob in self.client.list_blobs(self.bucket_name, prefix=full or None, retry=DEFAULT_RETRY)
+                blob.name for blob in self.client.list_blobs(self.bucket_name, prefix=full or None, retry=DEFAULT_RETRY)
             ]
         except NotFound as exc:
             raise self._not_found(exc, self.join(cleaned)) from exc
@@ -676,5 +675,7 @@ def publish(local: Path, uri: str | os.PathLike[str]) -> str:
         return open_storage(text.rstrip("/") or "/").upload_file(local, local.name)
     parent, name = _split_uri(text)
     if not name:
-        raise ValueError(f"publish of a file needs an object URI, got the bucket root {text!r} (add '/' to keep the name)")
+        raise ValueError(
+            f"publish of a file needs an object URI, got the bucket root {text!r} (add '/' to keep the name)"
+        )
     return open_storage(parent).upload_file(local, name)

@@ -1,7 +1,7 @@
 """Benchmark the KServe model server over HTTP on 127.0.0.1 (a script to run, not a test).
 
 Starts ``python -m alpr.serving --model MODEL`` on a free loopback port, sends 1280x720 JPEGs of synthetic plates
-(:func:`alpr.synth.render_sample`, letterboxed), and prints:
+(:func:`alpr.data.synth.render_sample`, letterboxed), and prints:
 
 - start-up: seconds until ``/v2/models/alpr/ready`` answers 200, and the server's RSS then (MB);
 - latency with one client: p50 / p95 / p99 / mean over ``--requests`` requests after ``--warmup`` (ms);
@@ -45,6 +45,7 @@ MB = 1024 * 1024
 
 # --- images -------------------------------------------------------------------------------------------------------
 
+
 def letterbox(image_rgb: np.ndarray, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
     """Scale an RGB image to fit ``width`` x ``height`` (aspect kept), pad it centred; returns BGR uint8."""
     import cv2
@@ -56,7 +57,7 @@ def letterbox(image_rgb: np.ndarray, width: int = WIDTH, height: int = HEIGHT) -
     canvas = np.empty((height, width, 3), np.uint8)
     canvas[:] = PAD_BGR[::-1]  # canvas is RGB until converted below
     x0, y0 = (width - nw) // 2, (height - nh) // 2
-    canvas[y0:y0 + nh, x0:x0 + nw] = resized
+    canvas[y0 : y0 + nh, x0 : x0 + nw] = resized
     return cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)
 
 
@@ -64,7 +65,7 @@ def make_jpegs(count: int, seed: int, quality: int) -> list[bytes]:
     """``count`` 1280x720 JPEGs (``quality`` 0-100) of synthetic plates."""
     import cv2
 
-    from alpr.synth import render_sample
+    from alpr.data.synth import render_sample
 
     out = []
     for i in range(count):
@@ -91,6 +92,7 @@ def request_bodies(jpegs: list[bytes], protocol: str, batch: int) -> list[bytes]
 
 
 # --- the server ---------------------------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
@@ -130,7 +132,7 @@ class RssSampler:
         while not self._stop.wait(RSS_PERIOD_S):
             self.peak_mb = max(self.peak_mb, self.current_mb())
 
-    def start(self) -> "RssSampler":
+    def start(self) -> RssSampler:
         self.peak_mb = self.current_mb()
         self._thread.start()
         return self
@@ -217,6 +219,7 @@ def served(model: str, workers: int, startup_timeout: float, log_dir: Path) -> I
 
 # --- load ---------------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class ClientResult:
     """What one client thread measured: per-request latencies (ms) of 200 answers, and failures."""
@@ -225,8 +228,9 @@ class ClientResult:
     errors: list[str] = field(default_factory=list)
 
 
-def run_client(url: str, bodies: list[bytes], count: int, offset: int, deadline: float,
-               start: threading.Barrier | None = None) -> ClientResult:
+def run_client(
+    url: str, bodies: list[bytes], count: int, offset: int, deadline: float, start: threading.Barrier | None = None
+) -> ClientResult:
     """Send up to ``count`` requests one after the other (stopping at ``deadline``, a monotonic time)."""
     import httpx
 
@@ -258,8 +262,13 @@ def percentiles(latencies_ms: list[float]) -> dict[str, float]:
     if not latencies_ms:
         return {k: float("nan") for k in ("p50", "p95", "p99", "mean", "max")}
     a = np.asarray(latencies_ms)
-    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "max": float(a.max())}
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+        "mean": float(a.mean()),
+        "max": float(a.max()),
+    }
 
 
 def latency_phase(url: str, bodies: list[bytes], warmup: int, requests: int, timeout_s: float) -> dict:
@@ -290,11 +299,18 @@ def throughput_phase(url: str, bodies: list[bytes], clients: int, per_client: in
     done = [r for r in results if r is not None]
     latencies = [ms for r in done for ms in r.latencies_ms]
     errors = [e for r in done for e in r.errors]
-    return {"clients": clients, "requests": len(latencies), "errors": errors, "wall_s": wall,
-            "rps": len(latencies) / wall if wall > 0 else float("nan"), **percentiles(latencies)}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": errors,
+        "wall_s": wall,
+        "rps": len(latencies) / wall if wall > 0 else float("nan"),
+        **percentiles(latencies),
+    }
 
 
 # --- report -------------------------------------------------------------------------------------------------------
+
 
 def format_report(r: dict) -> str:
     """The human-readable table of a result dict (see :func:`run_benchmark`)."""
@@ -315,8 +331,10 @@ def format_report(r: dict) -> str:
         f"{'errors':>6}",
     ]
     for t in r["throughput"]:
-        lines.append(f"  {t['clients']:>7} {t['requests']:>8} {t['wall_s']:>7.1f} {t['rps']:>7.2f} "
-                     f"{t['rps'] * r['batch']:>7.2f} {t['p50']:>8.1f} {t['p95']:>8.1f} {len(t['errors']):>6}")
+        lines.append(
+            f"  {t['clients']:>7} {t['requests']:>8} {t['wall_s']:>7.1f} {t['rps']:>7.2f} "
+            f"{t['rps'] * r['batch']:>7.2f} {t['p50']:>8.1f} {t['p95']:>8.1f} {len(t['errors']):>6}"
+        )
     lines += ["", f"peak server RSS during the run: {r['rss_peak_mb']:.0f} MB"]
     errors = lat["errors"] + [e for t in r["throughput"] for e in t["errors"]]
     if errors:
@@ -328,29 +346,39 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     """Generate the images, start the server, run the phases, stop the server; returns the figures.
 
     Raises:
-        RuntimeError: the server did not become ready; alpr.inference.ModelError (a RuntimeError): ``latest``
+        RuntimeError: the server did not become ready; alpr.model.inference.ModelError (a RuntimeError): ``latest``
             was asked for and no model has been selected.
     """
-    from alpr.inference import resolve_model_uri
+    from alpr.model.inference import resolve_model_uri
 
     model_uri = resolve_model_uri(args.model)  # fails fast (ModelError) when 'latest' has no model
     jpegs = make_jpegs(args.images, args.seed, args.jpeg_quality)
     bodies = request_bodies(jpegs, args.protocol, args.batch)
     path = "/v1/models/alpr:predict" if args.protocol == "v1" else "/v2/models/alpr/infer"
-    result = {"model": args.model, "model_uri": model_uri, "protocol": args.protocol,
-              "batch": args.batch, "workers": args.workers,
-              "jpeg_quality": args.jpeg_quality, "jpeg_kb": float(np.mean([len(j) for j in jpegs]) / 1024),
-              "warmup": args.warmup, "cpus": os.cpu_count(),
-              "loadavg_before": tuple(round(x, 2) for x in os.getloadavg())}
-    with tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp, \
-            served(args.model, args.workers, args.startup_timeout, Path(tmp)) as server:
+    result = {
+        "model": args.model,
+        "model_uri": model_uri,
+        "protocol": args.protocol,
+        "batch": args.batch,
+        "workers": args.workers,
+        "jpeg_quality": args.jpeg_quality,
+        "jpeg_kb": float(np.mean([len(j) for j in jpegs]) / 1024),
+        "warmup": args.warmup,
+        "cpus": os.cpu_count(),
+        "loadavg_before": tuple(round(x, 2) for x in os.getloadavg()),
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp,
+        served(args.model, args.workers, args.startup_timeout, Path(tmp)) as server,
+    ):
         url = server.base_url + path
         sampler = server.sampler
         result["startup_s"] = server.startup_s
         result["rss_ready_mb"] = sampler.current_mb()
         result["latency"] = latency_phase(url, bodies, args.warmup, args.requests, args.phase_timeout)
-        result["throughput"] = [throughput_phase(url, bodies, c, args.per_client, args.phase_timeout)
-                                for c in args.concurrency]
+        result["throughput"] = [
+            throughput_phase(url, bodies, c, args.per_client, args.phase_timeout) for c in args.concurrency
+        ]
     result["rss_peak_mb"] = sampler.peak_mb
     return result
 
@@ -366,8 +394,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jpeg-quality", type=int, default=90)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--requests", type=int, default=50, help="measured requests of the latency phase")
-    p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8],
-                   help="comma-separated client counts (default 1,2,4,8)")
+    p.add_argument(
+        "--concurrency",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 2, 4, 8],
+        help="comma-separated client counts (default 1,2,4,8)",
+    )
     p.add_argument("--per-client", type=int, default=16, help="requests per client in a throughput phase")
     p.add_argument("--phase-timeout", type=float, default=180, help="time limit of each phase in s")
     p.add_argument("--startup-timeout", type=float, default=180, help="time limit for the server to be ready in s")

@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         h, w = a[:, 0] * scale, a[:, 1] * scale
         small = float(np.mean((h < STRIDE) | (w < STRIDE)))
         ph, pw = np.percentile(h, [5, 50, 95]), np.percentile(w, [5, 50, 95])
-        print(f"{size:>6} | {ph[0]:7.1f} {ph[1]:7.1f} {ph[2]:7.1f}  | {pw[0]:7.1f} {pw[1]:7.1f} {pw[2]:7.1f} "
-              f"| {small:6.1%}")
+        print(
+            f"{size:>6} | {ph[0]:7.1f} {ph[1]:7.1f} {ph[2]:7.1f}  | {pw[0]:7.1f} {pw[1]:7.1f} {pw[2]:7.1f} "
+            f"| {small:6.1%}"
+        )
     return 0
 
 

@@ -51,6 +51,7 @@ REQUEST_TIMEOUT_S = 120.0
 
 # --- the request kinds ----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Kind:
     """One kind of request: its bodies (rotating through the images), the status expected and how to check the
@@ -79,7 +80,7 @@ def _v2(data: list, datatype: str = "BYTES") -> bytes:
 
 def _reading_problem(reading: object, i: int) -> str | None:
     if not isinstance(reading, dict) or not isinstance(reading.get("plates"), list):
-        return f"reading {i} is not a {{\"plates\": [...]}} object: {str(reading)[:120]}"
+        return f'reading {i} is not a {{"plates": [...]}} object: {str(reading)[:120]}'
     for plate in reading["plates"]:
         if not isinstance(plate, dict) or not {"text", "box", "score", "valid", "layout"} <= set(plate):
             return f"reading {i} has a malformed plate: {str(plate)[:120]}"
@@ -94,6 +95,7 @@ def _check_v1(n: int) -> Callable[[int, object], str | None]:
         if not isinstance(predictions, list) or len(predictions) != n:
             return f"expected {n} predictions, got {str(body)[:200]}"
         return next((p for p in (_reading_problem(r, i) for i, r in enumerate(predictions)) if p), None)
+
     return check
 
 
@@ -105,8 +107,13 @@ def _check_v2(n: int) -> Callable[[int, object], str | None]:
         if not isinstance(outputs, list) or len(outputs) != 1:
             return f"expected one output, got {str(body)[:200]}"
         out = outputs[0]
-        if out.get("name") != "plates" or out.get("datatype") != "BYTES" or out.get("shape") != [n] \
-                or not isinstance(out.get("data"), list) or len(out["data"]) != n:
+        if (
+            out.get("name") != "plates"
+            or out.get("datatype") != "BYTES"
+            or out.get("shape") != [n]
+            or not isinstance(out.get("data"), list)
+            or len(out["data"]) != n
+        ):
             return f"expected output plates BYTES [{n}], got {str(out)[:200]}"
         for i, text in enumerate(out["data"]):
             try:
@@ -116,6 +123,7 @@ def _check_v2(n: int) -> Callable[[int, object], str | None]:
             if problem:
                 return problem
         return None
+
     return check
 
 
@@ -127,6 +135,7 @@ def _check_400(fragment: str) -> Callable[[int, object], str | None]:
         if not isinstance(error, str) or fragment not in error:
             return f"400 without an error naming {fragment!r}: {str(body)[:200]}"
         return None
+
     return check
 
 
@@ -147,8 +156,14 @@ def request_kinds(jpegs: list[bytes]) -> dict[str, Kind]:
         # the undecodable image is the second instance: the error must name instance 1
         Kind("bad_base64_v1", V1_PATH, [_v1([b64[0], "this is %% not base64 !!"])], 400, 2, _check_400("instance 1")),
         Kind("bad_image_v2", V2_PATH, [_v2([not_an_image])], 400, 1, _check_400("instance 0")),
-        Kind("bad_missing_field_v1", V1_PATH, [json.dumps({"instances": [{"image_bytes": {}}]}).encode()], 400, 1,
-             _check_400("instance 0")),
+        Kind(
+            "bad_missing_field_v1",
+            V1_PATH,
+            [json.dumps({"instances": [{"image_bytes": {}}]}).encode()],
+            400,
+            1,
+            _check_400("instance 0"),
+        ),
         Kind("bad_datatype_v2", V2_PATH, [_v2([1.0], datatype="FP32")], 400, 1, _check_400("datatype")),
     ]
     return {k.name: k for k in kinds}
@@ -156,14 +171,27 @@ def request_kinds(jpegs: list[bytes]) -> dict[str, Kind]:
 
 #: The fixed mix every client walks (from its own offset): 12 good requests, 4 bad ones.
 SCHEDULE = [
-    "good_v1_x1", "good_v2_x1", "good_v1_x3", "bad_base64_v1",
-    "good_v2_x2", "good_v1_x1", "good_v2_x1", "bad_missing_field_v1",
-    "good_v1_x1", "good_v2_x2", "good_v1_x3", "bad_datatype_v2",
-    "good_v2_x1", "good_v1_x1", "good_v2_x1", "bad_image_v2",
+    "good_v1_x1",
+    "good_v2_x1",
+    "good_v1_x3",
+    "bad_base64_v1",
+    "good_v2_x2",
+    "good_v1_x1",
+    "good_v2_x1",
+    "bad_missing_field_v1",
+    "good_v1_x1",
+    "good_v2_x2",
+    "good_v1_x3",
+    "bad_datatype_v2",
+    "good_v2_x1",
+    "good_v1_x1",
+    "good_v2_x1",
+    "bad_image_v2",
 ]
 
 
 # --- the load -------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Tally:
@@ -182,8 +210,15 @@ class Tally:
             self.problems.append(problem)
 
 
-def run_client(base_url: str, kinds: dict[str, Kind], offset: int, deadline: float,
-               tallies: dict[str, Tally], lock: threading.Lock, start: threading.Barrier) -> None:
+def run_client(
+    base_url: str,
+    kinds: dict[str, Kind],
+    offset: int,
+    deadline: float,
+    tallies: dict[str, Tally],
+    lock: threading.Lock,
+    start: threading.Barrier,
+) -> None:
     """Send the schedule's requests back to back from ``offset`` until ``deadline`` (monotonic), tallying each."""
     import httpx
 
@@ -235,8 +270,12 @@ def rss_trend(samples: list[tuple[float, float]]) -> dict[str, float]:
     mb = np.array([s[1] for s in samples])
     half = t >= t[0] + (t[-1] - t[0]) / 2
     slope = float(np.polyfit(t[half], mb[half], 1)[0] * 60) if half.sum() >= 3 else float("nan")
-    return {"start_mb": float(mb[0]), "peak_mb": float(mb.max()), "end_mb": float(mb[-1]),
-            "slope_last_half_mb_per_min": slope}
+    return {
+        "start_mb": float(mb[0]),
+        "peak_mb": float(mb.max()),
+        "end_mb": float(mb[-1]),
+        "slope_last_half_mb_per_min": slope,
+    }
 
 
 def run_load(args: argparse.Namespace) -> dict:
@@ -253,9 +292,14 @@ def run_load(args: argparse.Namespace) -> dict:
     lock = threading.Lock()
     samples: list[tuple[float, float]] = []
     result: dict = {
-        "model": args.model, "clients": args.clients, "duration_s": args.duration, "workers": args.workers,
+        "model": args.model,
+        "clients": args.clients,
+        "duration_s": args.duration,
+        "workers": args.workers,
         "images": f"{args.images} x {WIDTH}x{HEIGHT} JPEG q{args.jpeg_quality}",
-        "schedule": SCHEDULE, "cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "schedule": SCHEDULE,
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
     }
     with tempfile.TemporaryDirectory(prefix="load_serve_") as tmp:
         with served(args.model, args.workers, args.startup_timeout, Path(tmp)) as server:
@@ -274,9 +318,15 @@ def run_load(args: argparse.Namespace) -> dict:
             sampling.start()
             deadline = t_start + args.duration
             barrier = threading.Barrier(args.clients)
-            clients = [threading.Thread(target=run_client, name=f"client-{k}", daemon=True,
-                                        args=(base_url, kinds, k * 3, deadline, tallies, lock, barrier))
-                       for k in range(args.clients)]
+            clients = [
+                threading.Thread(
+                    target=run_client,
+                    name=f"client-{k}",
+                    daemon=True,
+                    args=(base_url, kinds, k * 3, deadline, tallies, lock, barrier),
+                )
+                for k in range(args.clients)
+            ]
             for c in clients:
                 c.start()
             for c in clients:
@@ -300,9 +350,14 @@ def run_load(args: argparse.Namespace) -> dict:
     for name, tally in tallies.items():
         kind = kinds[name]
         result["kinds"][name] = {
-            "expect": kind.expect, "images_per_request": kind.images, "sent": tally.sent,
-            "as_expected": tally.as_expected, "server_errors": tally.server_errors,
-            "transport_errors": tally.transport_errors, "wrong": tally.wrong, "problems": tally.problems,
+            "expect": kind.expect,
+            "images_per_request": kind.images,
+            "sent": tally.sent,
+            "as_expected": tally.as_expected,
+            "server_errors": tally.server_errors,
+            "transport_errors": tally.transport_errors,
+            "wrong": tally.wrong,
+            "problems": tally.problems,
             **{f"{k}_ms": v for k, v in percentiles(tally.latencies_ms).items() if k in ("p50", "p95", "max")},
         }
     good = [t for n, t in tallies.items() if kinds[n].good]
@@ -310,14 +365,19 @@ def run_load(args: argparse.Namespace) -> dict:
     answered_images = sum(t.as_expected * kinds[n].images for n, t in tallies.items() if kinds[n].good)
     result["totals"] = {
         "sent": sum(t.sent for t in tallies.values()),
-        "good_sent": sum(t.sent for t in good), "bad_sent": sum(t.sent for t in bad),
+        "good_sent": sum(t.sent for t in good),
+        "bad_sent": sum(t.sent for t in bad),
         "server_errors": sum(t.server_errors for t in tallies.values()),
         "transport_errors": sum(t.transport_errors for t in tallies.values()),
         "requests_per_s": sum(t.sent for t in tallies.values()) / result["wall_s"],
         "good_images_read_per_s": answered_images / result["wall_s"],
     }
-    result["rss"] = {**rss_trend(samples), "peak_50ms_mb": sampler.peak_mb, "period_s": args.rss_period,
-                     "samples": [[round(t, 2), round(mb, 1)] for t, mb in samples]}
+    result["rss"] = {
+        **rss_trend(samples),
+        "peak_50ms_mb": sampler.peak_mb,
+        "period_s": args.rss_period,
+        "samples": [[round(t, 2), round(mb, 1)] for t, mb in samples],
+    }
     slope = result["rss"]["slope_last_half_mb_per_min"]
     totals = result["totals"]
     result["checks"] = {
@@ -334,21 +394,40 @@ def run_load(args: argparse.Namespace) -> dict:
 
 # --- report ---------------------------------------------------------------------------------------------------------
 
+
 def format_report(r: dict) -> str:
     """The human-readable summary of :func:`run_load`'s result."""
     from tabulate import tabulate
 
-    rows = [[name, k["expect"], k["images_per_request"], k["sent"], k["as_expected"], k["server_errors"],
-             k["transport_errors"], k["wrong"], k["p50_ms"], k["p95_ms"]] for name, k in r["kinds"].items()]
-    table = tabulate(rows, headers=["kind", "expect", "images", "sent", "as expected", "5xx", "transport", "wrong",
-                                    "p50 ms", "p95 ms"], floatfmt=".0f")
+    rows = [
+        [
+            name,
+            k["expect"],
+            k["images_per_request"],
+            k["sent"],
+            k["as_expected"],
+            k["server_errors"],
+            k["transport_errors"],
+            k["wrong"],
+            k["p50_ms"],
+            k["p95_ms"],
+        ]
+        for name, k in r["kinds"].items()
+    ]
+    table = tabulate(
+        rows,
+        headers=["kind", "expect", "images", "sent", "as expected", "5xx", "transport", "wrong", "p50 ms", "p95 ms"],
+        floatfmt=".0f",
+    )
     t, rss = r["totals"], r["rss"]
     lines = [
         f"model: {r['model']}, {r['clients']} clients for {r['duration_s']:.0f} s (wall {r['wall_s']:.1f} s), "
         f"server workers: {r['workers']}, images: {r['images']}",
         f"machine: {r['cpus']} CPUs, load average before start {r['loadavg_before']}; "
         f"server ready after {r['startup_s']:.1f} s",
-        "", table, "",
+        "",
+        table,
+        "",
         f"requests: {t['sent']} ({t['good_sent']} good, {t['bad_sent']} bad), {t['requests_per_s']:.2f} req/s, "
         f"{t['good_images_read_per_s']:.2f} images read/s; 5xx: {t['server_errors']}, "
         f"transport errors: {t['transport_errors']}",
@@ -375,8 +454,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jpeg-quality", type=int, default=90)
     p.add_argument("--rss-period", type=float, default=1.0, help="RSS sampling period in s (default 1)")
-    p.add_argument("--max-growth-mb-per-min", type=float, default=25.0,
-                   help="largest RSS slope over the second half that still counts as not growing (default 25)")
+    p.add_argument(
+        "--max-growth-mb-per-min",
+        type=float,
+        default=25.0,
+        help="largest RSS slope over the second half that still counts as not growing (default 25)",
+    )
     p.add_argument("--startup-timeout", type=float, default=180, help="time limit for the server to be ready in s")
     p.add_argument("--json", type=Path, help="also write the result to this JSON file")
     args = p.parse_args(argv)

@@ -1,12 +1,14 @@
-"""KFP v2 components of the ALPR pipeline: Record, Train, Evaluate, Test.
+"""KFP v2 components of the ALPR pipeline: Record, Tune, Train, Evaluate, Test, Deploy.
 
 Each module holds one lightweight Python component: a typed signature, Input/Output artifacts, an Args/Returns
-docstring, and a body that imports the ``alpr`` library and delegates the work to :mod:`alpr.steps`. The image
+docstring, and a body that imports the ``alpr`` library inside it, makes one call to the step of the same name
+(:mod:`alpr.steps`) and copies the fields of its typed result onto the output artifacts and metrics. The image
 (``ALPR_COMPONENT_IMAGE``) has the library installed; locally ``kfp.local.SubprocessRunner`` runs the same
 functions in this Python environment.
 """
 
-import os
+from alpr.defaults import component_image
 
-#: Container image with the ``alpr`` library installed (built from the project's Dockerfile).
-COMPONENT_IMAGE = os.environ.get("ALPR_COMPONENT_IMAGE", "ghcr.io/alpr-kubeflow/alpr-components:0.1.0-python3.11")
+#: Container image with the ``alpr`` library installed (built from the project's Dockerfile); read once, when the
+#: components are defined (``ALPR_COMPONENT_IMAGE`` overrides :data:`alpr.defaults.DEFAULT_COMPONENT_IMAGE`).
+COMPONENT_IMAGE = component_image()

@@ -33,23 +33,36 @@ def deploy(
     Returns:
         the action: ``deployed`` or ``skipped``.
     """
-    import logging
     from pathlib import Path
 
-    from alpr.deploy import decision_markdown, deploy_step
+    from alpr import logs
     from alpr.settings import load_settings
+    from alpr.steps.deploy import decision_markdown, deploy_step
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = deploy_step(load_settings(), model_dir=Path(model.path), run_name=run_name, target=deploy_target,
-                      min_improvement=min_eir_improvement)
+    logs.setup()
+    out = deploy_step(
+        load_settings(),
+        model_dir=Path(model.path),
+        run_name=run_name,
+        target=deploy_target,
+        min_improvement=min_eir_improvement,
+    )
     Path(decision.path).write_text(decision_markdown(out), encoding="utf-8")
-    decision.metadata.update({k: out[k] for k in ("action", "reason", "target", "model_id", "model_uri",
-                                                  "deployment_id", "served_model_id") if out[k] is not None})
-    if out["serve_commands"]:
-        decision.metadata["serve_command"] = out["serve_commands"][0]
-    if out["new_eir"] is not None:
-        metrics.log_metric("deploy_new_eir", out["new_eir"])
-    if out["served_eir"] is not None:
-        metrics.log_metric("deploy_served_eir", out["served_eir"])
-    metrics.log_metric("deployed", 1.0 if out["action"] == "deployed" else 0.0)
-    return out["action"]
+    shown = {
+        "action": out.action,
+        "reason": out.reason,
+        "target": out.target,
+        "model_id": out.model_id,
+        "model_uri": out.model_uri,
+        "deployment_id": out.deployment_id,
+        "served_model_id": out.served_model_id,
+    }
+    decision.metadata.update({k: v for k, v in shown.items() if v is not None})
+    if out.serve_commands:
+        decision.metadata["serve_command"] = out.serve_commands[0]
+    if out.new_eir is not None:
+        metrics.log_metric("deploy_new_eir", out.new_eir)
+    if out.served_eir is not None:
+        metrics.log_metric("deploy_served_eir", out.served_eir)
+    metrics.log_metric("deployed", 1.0 if out.action == "deployed" else 0.0)
+    return out.action

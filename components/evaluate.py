@@ -29,17 +29,33 @@ def evaluate(
         selected_model: output model directory (config.py, model.pth, model.json); metadata has its storage URI.
         metrics: the selected checkpoint's val metrics.
     """
-    import logging
     from pathlib import Path
 
+    from alpr import logs
     from alpr.settings import load_settings
-    from alpr.steps import finite_metrics, evaluate_step
+    from alpr.steps.evaluate import evaluate_step
+    from alpr.steps.runs import finite_metrics
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = evaluate_step(load_settings(), data_root=Path(dataset.path), candidates_dir=Path(candidates.path),
-                        out_dir=Path(selected_model.path), run_name=run_name, selection_metric=selection_metric)
-    selected_model.metadata.update({k: out[k] for k in ("model_uri", "model_id", "checkpoint", "selection_metric",
-                                                        "training_version", "annotation_version", "git_rev",
-                                                        "config_hash")})
-    for name, value in finite_metrics(out["metrics"]).items():
+    logs.setup()
+    selected = evaluate_step(
+        load_settings(),
+        data_root=Path(dataset.path),
+        candidates_dir=Path(candidates.path),
+        out_dir=Path(selected_model.path),
+        run_name=run_name,
+        selection_metric=selection_metric,
+    )
+    selected_model.metadata.update(
+        {
+            "model_uri": selected.model_uri,
+            "model_id": selected.model_id,
+            "checkpoint": selected.checkpoint,
+            "selection_metric": selected.selection_metric,
+            "training_version": selected.training_version,
+            "annotation_version": selected.annotation_version,
+            "git_rev": selected.git_rev,
+            "config_hash": selected.config_hash,
+        }
+    )
+    for name, value in finite_metrics(selected.metrics).items():
         metrics.log_metric(f"val_{name}", value)

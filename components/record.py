@@ -33,25 +33,27 @@ def record(
         dataset: output folder: ``annotations/{train,val,test}.json``, ``images/``, ``lineage.json``; its metadata
             carries the lineage (annotation/training versions, git revision, image and per-class counts).
     """
-    import logging
+    from pathlib import Path
 
+    from alpr import logs
     from alpr.settings import load_settings
-    from alpr.steps import record_step
+    from alpr.steps.record import record_step
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup()
     lineage = record_step(
         load_settings(),
         annotation_version=annotation_version,
         fractions=(train_fraction, val_fraction, test_fraction),
         seed=split_seed,
         run_name=run_name,
-        out_dir=__import__("pathlib").Path(dataset.path),
+        out_dir=Path(dataset.path),
     )
-    counts = lineage["counts"]
-    dataset.metadata.update({
-        "annotation_version": lineage["annotation_version"],
-        "training_version": lineage["training_version"],
-        "git_rev": lineage["git_rev"],
-        "images": {split: counts["splits"][split]["images"] for split in ("train", "val", "test")},
-        "class_counts": counts["classes"],
-    })
+    dataset.metadata.update(
+        {
+            "annotation_version": lineage.annotation_version,
+            "training_version": lineage.training_version,
+            "git_rev": lineage.git_rev,
+            "images": lineage.images,
+            "class_counts": lineage.class_counts,
+        }
+    )

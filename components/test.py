@@ -23,21 +23,33 @@ def test(
         report: HTML report: images with boxes and read text, truth vs reading per image, the metrics.
         metrics: test-split EIR, plate precision, character accuracy, mAP, mAP@0.5.
     """
-    import logging
     from pathlib import Path
 
-    from alpr.report import self_contained_html
+    from alpr import logs
+    from alpr.model.report import self_contained_html
     from alpr.settings import load_settings
-    from alpr.steps import finite_metrics, test_step
+    from alpr.steps.runs import finite_metrics
+    from alpr.steps.test import test_step
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup()
     report_dir = Path(report.path + "_files")
-    out = test_step(load_settings(), data_root=Path(dataset.path), model_dir=Path(model.path), report_dir=report_dir,
-                    run_name=run_name)
+    out = test_step(
+        load_settings(),
+        data_root=Path(dataset.path),
+        model_dir=Path(model.path),
+        report_dir=report_dir,
+        run_name=run_name,
+    )
     # The KFP UI renders the HTML artifact as one file: inline the thumbnails. The folder (index.html +
     # images/) stays beside it for people opening the report from the pipeline root.
     Path(report.path).write_text(self_contained_html(report_dir), encoding="utf-8")
-    report.metadata.update({"report_dir": str(report_dir), "report_uri": out["report_uri"],
-                            "images": out["images"], "exact_images": out["exact_images"]})
-    for name, value in finite_metrics(out["metrics"]).items():
+    report.metadata.update(
+        {
+            "report_dir": str(report_dir),
+            "report_uri": out.report_uri,
+            "images": out.images,
+            "exact_images": out.exact_images,
+        }
+    )
+    for name, value in finite_metrics(out.metrics).items():
         metrics.log_metric(f"test_{name}", value)

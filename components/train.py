@@ -43,31 +43,42 @@ def train(
         hp_override: a JSON object of hyperparameters replacing the ones above (the Tune step's output); ``""``:
             none.
     """
-    import logging
     from pathlib import Path
 
+    from alpr import logs
     from alpr.settings import load_settings
-    from alpr.steps import finite_metrics, train_step
-    from alpr.training import Hyperparameters
+    from alpr.steps.runs import finite_metrics
+    from alpr.steps.train import train_step
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    given = dict(lr=lr, epochs=epochs, batch_size=batch_size, input_size=input_size, weight_decay=weight_decay,
-                 val_interval=val_interval, seed=seed)
-    if hp_override:
-        import dataclasses
-        import json
-
-        override = json.loads(hp_override)
-        unknown = sorted(set(override) - {f.name for f in dataclasses.fields(Hyperparameters)})
-        if unknown:
-            raise ValueError(f"hp_override: {', '.join(unknown)} are not hyperparameters")
-        logging.getLogger(__name__).info("hyperparameters from Tune: %s", override)
-        given.update(override)
-    hp = Hyperparameters(**given)
-    lineage = train_step(load_settings(), data_root=Path(dataset.path), out_dir=Path(model.path), run_name=run_name,
-                         hp=hp, config=config)
-    model.metadata.update({k: lineage[k] for k in ("training_version", "annotation_version", "git_rev", "config_hash",
-                                                   "train_uri", "tensorboard_uri", "candidates")})
-    model.metadata["framework"] = "mmdetection"
-    for name, value in finite_metrics(lineage["val_metrics"]).items():
+    logs.setup()
+    lineage = train_step(
+        load_settings(),
+        data_root=Path(dataset.path),
+        out_dir=Path(model.path),
+        run_name=run_name,
+        hp={
+            "lr": lr,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "input_size": input_size,
+            "weight_decay": weight_decay,
+            "val_interval": val_interval,
+            "seed": seed,
+        },
+        hp_override=hp_override,
+        config=config,
+    )
+    model.metadata.update(
+        {
+            "training_version": lineage.training_version,
+            "annotation_version": lineage.annotation_version,
+            "git_rev": lineage.git_rev,
+            "config_hash": lineage.config_hash,
+            "train_uri": lineage.train_uri,
+            "tensorboard_uri": lineage.tensorboard_uri,
+            "candidates": lineage.candidates,
+            "framework": "mmdetection",
+        }
+    )
+    for name, value in finite_metrics(lineage.val_metrics).items():
         metrics.log_metric(name.replace("/", "_"), value)

@@ -48,31 +48,35 @@ def tune(
         metrics: the best trial's metrics and the study's trial count.
 
     Returns:
-        the best hyperparameters, a JSON object of ``alpr.training.Hyperparameters`` fields (Train's
+        the best hyperparameters, a JSON object of ``alpr.model.training.Hyperparameters`` fields (Train's
         ``hp_override``), or ``""`` when not enabled.
     """
     if not enabled:
         return ""
-    import json
-    import logging
     from pathlib import Path
 
+    from alpr import logs
     from alpr.settings import load_settings
-    from alpr.steps import finite_metrics, read_lineage
-    from alpr.tuning import katib
-    from alpr.tuning.options import TuningOptions, study_name_for
-    from alpr.tuning.run import tune as run_tuning
+    from alpr.steps.runs import finite_metrics
+    from alpr.steps.tune import tune_step
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    on_cluster = katib.cluster_available()
-    data = read_lineage(Path(dataset.path))["training_version"] if on_cluster else dataset.path
-    options = TuningOptions(name=study_name_for(run_name), data=data, algorithm=algorithm, max_trials=max_trials,
-                            parallel=parallel, max_failed=max_failed, config=config,
-                            fixed={"epochs": epochs, "val_interval": val_interval, "seed": seed},
-                            timeout_s=timeout_s or None)
-    outcome = run_tuning(load_settings(), options, backend="katib" if on_cluster else "local")
-    for name, value in finite_metrics({k: v for k, v in outcome.best_metrics.items() if v is not None}).items():
+    logs.setup()
+    study = tune_step(
+        load_settings(),
+        dataset_dir=Path(dataset.path),
+        run_name=run_name,
+        config=config,
+        epochs=epochs,
+        val_interval=val_interval,
+        seed=seed,
+        algorithm=algorithm,
+        max_trials=max_trials,
+        parallel=parallel,
+        max_failed=max_failed,
+        timeout_s=timeout_s,
+    )
+    for name, value in finite_metrics(study.best_metrics).items():
         metrics.log_metric(f"best_{name}", value)
-    metrics.log_metric("trials", len(outcome.trials))
-    metrics.metadata.update({"study": outcome.name, "backend": outcome.backend, "best_trial": outcome.best_trial})
-    return json.dumps(outcome.best_params, sort_keys=True)
+    metrics.log_metric("trials", study.trials)
+    metrics.metadata.update({"study": study.study, "backend": study.backend, "best_trial": study.best_trial})
+    return study.hp_override

@@ -11,7 +11,10 @@ from typing import Final
 
 #: Modules of the sub-commands, in ``--help`` order; each exposes ``add_parser(subparsers)`` and ``run(args)``.
 COMMAND_MODULES: Final[tuple[str, ...]] = (
-    "dataset_tools.synth", "dataset_tools.importer", "dataset_tools.register", "dataset_tools.versions"
+    "dataset_tools.synth",
+    "dataset_tools.importer",
+    "dataset_tools.register",
+    "dataset_tools.versions",
 )
 
 

@@ -1,6 +1,6 @@
 """``python -m dataset_tools register``: publish a labelme folder as a new annotation version.
 
-The work is :func:`alpr.versions.register_annotation_version` (validate, ``dvc add`` + ``dvc push``, git commit
+The work is :func:`alpr.data.versions.register_annotation_version` (validate, ``dvc add`` + ``dvc push``, git commit
 and tag pushed atomically with ``main``, metadata rows in one transaction; all or nothing). This module is the
 command line around it: backend settings from flags over the ``ALPR_*`` environment, a version-name check, and one
 paragraph per failure naming its cause, with the password of every URL hidden.
@@ -35,24 +35,29 @@ def add_backend_options(parser: argparse.ArgumentParser, *, dataset: bool) -> No
     """Add ``--workspace`` and ``--db-url`` (and, when ``dataset``, ``--dataset-repo`` and ``--dvc-remote``)."""
     group = parser.add_argument_group("backends (each defaults to its ALPR_* environment variable)")
     group.add_argument(
-        "--workspace", type=Path, metavar="W",
+        "--workspace",
+        type=Path,
+        metavar="W",
         help="workspace folder of the embedded defaults, clones and caches (default: $ALPR_WORKSPACE or ./.alpr)",
     )
     group.add_argument(
-        "--db-url", metavar="URL",
+        "--db-url",
+        metavar="URL",
         help="metadata store: sqlite:///path/metadata.db or mysql+pymysql://user@host:3306/db; the password "
-             "comes from $ALPR_DB_PASSWORD (default: $ALPR_DB_URL or an SQLite file in the workspace)",
+        "comes from $ALPR_DB_PASSWORD (default: $ALPR_DB_URL or an SQLite file in the workspace)",
     )
     if dataset:
         group.add_argument(
-            "--dataset-repo", metavar="URL",
+            "--dataset-repo",
+            metavar="URL",
             help="git URL or local path of the dataset repository; a local path is created on first use "
-                 "(default: $ALPR_DATASET_REPO or <workspace>/dataset.git)",
+            "(default: $ALPR_DATASET_REPO or <workspace>/dataset.git)",
         )
         group.add_argument(
-            "--dvc-remote", metavar="URL",
+            "--dvc-remote",
+            metavar="URL",
             help="DVC remote of the images: a folder or gs://bucket/path "
-                 "(default: $ALPR_DVC_REMOTE or <workspace>/dvc-remote)",
+            "(default: $ALPR_DVC_REMOTE or <workspace>/dvc-remote)",
         )
 
 
@@ -111,12 +116,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("folder", type=Path, metavar="DIR", help="folder of labelme JSON files and their images")
     parser.add_argument(
-        "--name", required=True,
+        "--name",
+        required=True,
         help=f"the new version's name, also its git tag (e.g. annotations-v2): letters, digits, '.', '_', '-', "
-             f"starting with a letter or digit, at most {MAX_NAME_LENGTH} characters",
+        f"starting with a letter or digit, at most {MAX_NAME_LENGTH} characters",
     )
-    parser.add_argument("--description", default="", metavar="TEXT",
-                        help="free text stored with the version (default: empty)")
+    parser.add_argument(
+        "--description", default="", metavar="TEXT", help="free text stored with the version (default: empty)"
+    )
     add_backend_options(parser, dataset=True)
     parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     return parser
@@ -132,8 +139,10 @@ def check_version_name(name: str) -> str | None:
     if len(name) > MAX_NAME_LENGTH:
         return f"the version name is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed"
     if not NAME_PATTERN.match(name):
-        return (f"the version name {name!r} is not allowed: use letters, digits, '.', '_' and '-', "
-                "starting with a letter or digit")
+        return (
+            f"the version name {name!r} is not allowed: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
     if ".." in name or name.endswith((".", ".lock")):
         return f"the version name {name!r} is not a valid git tag (no '..', no trailing '.' or '.lock')"
     return None
@@ -172,8 +181,9 @@ def _aftermath(settings: Any, name: str, before: dict[str, str] | None) -> str:
         problems.append(f"the tag {name!r} is on the origin (remove it: git push origin :{tag})")
     # A new local origin is created with an initial commit on main before anything can fail: not a version.
     if "refs/heads/main" in before and after.get("refs/heads/main") != before["refs/heads/main"]:
-        problems.append(f"the origin's main moved from {before.get('refs/heads/main')} to "
-                        f"{after.get('refs/heads/main')}")
+        problems.append(
+            f"the origin's main moved from {before.get('refs/heads/main')} to {after.get('refs/heads/main')}"
+        )
     if problems:
         return "WARNING, not all was undone: " + "; ".join(problems) + "."
     return "Nothing was published: no metadata rows written, no new tag and main unchanged on the origin."
@@ -187,39 +197,62 @@ def _register(args: argparse.Namespace, settings: Any, secrets: list[str]) -> in
     import git
     import sqlalchemy as sa
 
-    from alpr.dataset_repo import DatasetRepoError
+    from alpr.data.repo import DatasetRepoError
+    from alpr.data.versions import InvalidAnnotations, register_annotation_version
     from alpr.metadata import AlreadyExists, MetadataConnectionError, MetadataError
-    from alpr.versions import InvalidAnnotations, register_annotation_version
 
     name = args.name
     before = remote_refs(settings.dataset_repo)
     try:
-        rev = register_annotation_version(settings, args.folder, name, description=args.description,
-                                          progress=not args.no_progress)
+        rev = register_annotation_version(
+            settings, args.folder, name, description=args.description, progress=not args.no_progress
+        )
     except InvalidAnnotations as exc:
-        return fail(PROG, f"annotation version {name!r} was not registered: {len(exc.report.bad_files())} labelme "
-                          f"file(s) have problems; fix every one listed below and run the command again.\n"
-                          f"{exc.report.format()}", secrets)
+        return fail(
+            PROG,
+            f"annotation version {name!r} was not registered: {len(exc.report.bad_files())} labelme "
+            f"file(s) have problems; fix every one listed below and run the command again.\n"
+            f"{exc.report.format()}",
+            secrets,
+        )
     except AlreadyExists as exc:
         return fail(PROG, f"{exc}. {_aftermath(settings, name, before)} Choose another --name.", secrets)
     except MetadataConnectionError as exc:
-        return fail(PROG, f"{exc}. {_aftermath(settings, name, before)} Check the URL and that the database is "
-                          "up, then run the same command again.", secrets)
+        return fail(
+            PROG,
+            f"{exc}. {_aftermath(settings, name, before)} Check the URL and that the database is "
+            "up, then run the same command again.",
+            secrets,
+        )
     except (DatasetRepoError, git.GitError) as exc:
-        return fail(PROG, f"git or DVC failed while publishing {name!r} to {settings.dataset_repo} "
-                          f"(DVC remote {settings.dvc_remote}): {exc}. {_aftermath(settings, name, before)} "
-                          "Fix the cause and run the same command again.", secrets)
+        return fail(
+            PROG,
+            f"git or DVC failed while publishing {name!r} to {settings.dataset_repo} "
+            f"(DVC remote {settings.dvc_remote}): {exc}. {_aftermath(settings, name, before)} "
+            "Fix the cause and run the same command again.",
+            secrets,
+        )
     except (MetadataError, sa.exc.SQLAlchemyError) as exc:
-        return fail(PROG, f"the metadata store failed while registering {name!r}: {exc}. "
-                          f"{_aftermath(settings, name, before)} Fix the cause and run the same command again.",
-                    secrets)
+        return fail(
+            PROG,
+            f"the metadata store failed while registering {name!r}: {exc}. "
+            f"{_aftermath(settings, name, before)} Fix the cause and run the same command again.",
+            secrets,
+        )
     except (NotADirectoryError, ValueError, OSError) as exc:
-        return fail(PROG, f"annotation version {name!r} was not registered: {exc}. "
-                          f"{_aftermath(settings, name, before)}", secrets)
-    except Exception as exc:  # noqa: BLE001 - any other failure still gets one paragraph and exit code 1
-        return fail(PROG, f"registering {name!r} failed unexpectedly ({type(exc).__name__}: {exc}). "
-                          f"{_aftermath(settings, name, before)} Run the same command again once the cause is "
-                          "fixed.", secrets)
+        return fail(
+            PROG,
+            f"annotation version {name!r} was not registered: {exc}. {_aftermath(settings, name, before)}",
+            secrets,
+        )
+    except Exception as exc:
+        return fail(
+            PROG,
+            f"registering {name!r} failed unexpectedly ({type(exc).__name__}: {exc}). "
+            f"{_aftermath(settings, name, before)} Run the same command again once the cause is "
+            "fixed.",
+            secrets,
+        )
     _print_success(settings, name, rev)
     return 0
 
@@ -231,12 +264,14 @@ def _print_success(settings: Any, name: str, rev: str) -> None:
     store = MetadataStore(settings.db_url)
     try:
         row = store.get_annotation_version(name) or {}
-    except Exception:  # noqa: BLE001 - registered already; a failed read only loses the count in this line
+    except Exception:
         row = {}
     finally:
         store.dispose()
-    print(f"registered annotation version {name}: git revision {rev}, {row.get('image_count', '?')} images, "
-          f"dataset repository {settings.dataset_repo}, metadata store {store.url_for_display}")
+    print(
+        f"registered annotation version {name}: git revision {rev}, {row.get('image_count', '?')} images, "
+        f"dataset repository {settings.dataset_repo}, metadata store {store.url_for_display}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

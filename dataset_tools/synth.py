@@ -1,4 +1,4 @@
-"""``python -m dataset_tools synth``: write synthetic plate images with labelme annotations (:mod:`alpr.synth`)."""
+"""``python -m dataset_tools synth``: write synthetic plate images with labelme annotations (:mod:`alpr.data.synth`)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Write the images and annotations; return 0, or 1 after printing the error to stderr."""
-    from alpr.synth import synthesize
+    from alpr.data.synth import synthesize
 
     try:
         paths = synthesize(args.out, args.n, seed=args.seed, layouts=args.layouts, progress=not args.no_progress)

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from alpr.spec import SPLITS
 from dataset_tools.register import add_backend_options, fail, secrets_of, settings_from_args
 
-#: Splits of a training version, in display order.
-SPLITS = ("train", "val", "test")
 #: Length of the abbreviated git revisions in tables.
 SHORT_REV = 10
 
@@ -33,11 +32,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "list",
         help="list the annotation versions (and, with --training, the training versions)",
         description="List the annotation versions recorded in the metadata store, oldest first: name, images, "
-                    "plates, creation time (UTC) and git revision. Exit status: 0 ok, 1 the store failed.",
+        "plates, creation time (UTC) and git revision. Exit status: 0 ok, 1 the store failed.",
     )
-    list_parser.add_argument("--training", action="store_true",
-                             help="also list the training versions, with their annotation version and images "
-                                  "per split")
+    list_parser.add_argument(
+        "--training",
+        action="store_true",
+        help="also list the training versions, with their annotation version and images per split",
+    )
     _add_common(list_parser)
     list_parser.set_defaults(run=run, versions_command="list")
 
@@ -45,9 +46,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "show",
         help="show one annotation or training version",
         description="Show annotation version NAME (description, git revision, images, instances per class, its "
-                    "training versions) or training version NAME (annotation version, seed, fractions, images "
-                    "per split, instances per class and split). Exit status: 0 ok, 1 no such version or the "
-                    "store failed.",
+        "training versions) or training version NAME (annotation version, seed, fractions, images "
+        "per split, instances per class and split). Exit status: 0 ok, 1 no such version or the "
+        "store failed.",
     )
     show_parser.add_argument("name", metavar="NAME", help="an annotation version or training version name")
     _add_common(show_parser)
@@ -178,11 +179,25 @@ def _fractions(fr: list[float]) -> str:
 
 
 def _training_table(tvs: list[dict], *, with_annotation: bool) -> str:
-    headers = ["training version", *(["annotation version"] if with_annotation else []), "seed", "fractions",
-               *SPLITS, "created (UTC)", "git rev"]
+    headers = [
+        "training version",
+        *(["annotation version"] if with_annotation else []),
+        "seed",
+        "fractions",
+        *SPLITS,
+        "created (UTC)",
+        "git rev",
+    ]
     rows = [
-        [t["name"], *([t["annotation_version"]] if with_annotation else []), t["seed"], _fractions(t["fractions"]),
-         *(t["images"][s] for s in SPLITS), _when(t["created"]), _short(t["git_rev"])]
+        [
+            t["name"],
+            *([t["annotation_version"]] if with_annotation else []),
+            t["seed"],
+            _fractions(t["fractions"]),
+            *(t["images"][s] for s in SPLITS),
+            _when(t["created"]),
+            _short(t["git_rev"]),
+        ]
         for t in tvs
     ]
     return _table(rows, headers)
@@ -191,10 +206,14 @@ def _training_table(tvs: list[dict], *, with_annotation: bool) -> str:
 def format_list(data: dict) -> str:
     """Return ``list``'s text output: one aligned table per kind of version."""
     avs = data["annotation_versions"]
-    parts = ["no annotation versions" if not avs else _table(
-        [[a["name"], a["images"], a["plates"], _when(a["created"]), _short(a["git_rev"])] for a in avs],
-        ["annotation version", "images", "plates", "created (UTC)", "git rev"],
-    )]
+    parts = [
+        "no annotation versions"
+        if not avs
+        else _table(
+            [[a["name"], a["images"], a["plates"], _when(a["created"]), _short(a["git_rev"])] for a in avs],
+            ["annotation version", "images", "plates", "created (UTC)", "git rev"],
+        )
+    ]
     if "training_versions" in data:
         tvs = data["training_versions"]
         parts.append("no training versions" if not tvs else _training_table(tvs, with_annotation=True))
@@ -204,25 +223,38 @@ def format_list(data: dict) -> str:
 def format_show(data: dict) -> str:
     """Return ``show``'s text output for the dict of :func:`collect_show`."""
     if data["kind"] == "annotation_version":
-        head = [["annotation version", data["name"]], ["description", data["description"]],
-                ["git revision", data["git_rev"]], ["created (UTC)", _when(data["created"])],
-                ["images", data["images"]], ["plates", data["plates"]]]
+        head = [
+            ["annotation version", data["name"]],
+            ["description", data["description"]],
+            ["git revision", data["git_rev"]],
+            ["created (UTC)", _when(data["created"])],
+            ["images", data["images"]],
+            ["plates", data["plates"]],
+        ]
         counts = _table([[c, n] for c, n in data["class_counts"].items()], ["class", "instances"])
         tvs = data["training_versions"]
         training = "training versions: none" if not tvs else _training_table(tvs, with_annotation=False)
         return "\n\n".join([_fields(head), counts, training])
-    head = [["training version", data["name"]], ["annotation version", data["annotation_version"]],
-            ["git revision", data["git_rev"]], ["created (UTC)", _when(data["created"])], ["seed", data["seed"]],
-            ["fractions (train/val/test)", _fractions(data["fractions"])],
-            *([f"images {s}", data["images"][s]] for s in SPLITS)]
-    counts = _table([[c, *(n[s] for s in SPLITS), sum(n.values())] for c, n in data["class_counts"].items()],
-                    ["class", *SPLITS, "total"])
+    head = [
+        ["training version", data["name"]],
+        ["annotation version", data["annotation_version"]],
+        ["git revision", data["git_rev"]],
+        ["created (UTC)", _when(data["created"])],
+        ["seed", data["seed"]],
+        ["fractions (train/val/test)", _fractions(data["fractions"])],
+        *([f"images {s}", data["images"][s]] for s in SPLITS),
+    ]
+    counts = _table(
+        [[c, *(n[s] for s in SPLITS), sum(n.values())] for c, n in data["class_counts"].items()],
+        ["class", *SPLITS, "total"],
+    )
     return "\n\n".join([_fields(head), counts])
 
 
 def _to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False,
-                      default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+    return json.dumps(
+        data, indent=2, ensure_ascii=False, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)
+    )
 
 
 # ------------------------------------------------------------------------------------------ run
@@ -299,9 +331,11 @@ def _list(args: argparse.Namespace, store: Any) -> int:
 def _show(args: argparse.Namespace, store: Any) -> int:
     data = collect_show(store, args.name)
     if data is None:
-        return fail("dataset_tools show",
-                    f"no annotation version or training version named {args.name!r} in the metadata store "
-                    f"{store.url_for_display}; 'python -m dataset_tools list --training' lists them")
+        return fail(
+            "dataset_tools show",
+            f"no annotation version or training version named {args.name!r} in the metadata store "
+            f"{store.url_for_display}; 'python -m dataset_tools list --training' lists them",
+        )
     print(_to_json(data) if args.json else format_show(data))
     return 0
 
@@ -310,4 +344,3 @@ def run(args: argparse.Namespace) -> int:
     """Run ``list`` or ``show`` (by ``args.versions_command``); return 0, or 1 after printing the error."""
     action = _show if args.versions_command == "show" else _list
     return _with_store(args, lambda store: action(args, store))
-

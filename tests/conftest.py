@@ -15,10 +15,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 # --- metadata store backends: an SQLite file and the real MariaDB/MySQL server ------------------------------------
 
-import contextlib  # noqa: E402
-import uuid  # noqa: E402
+import contextlib
+import uuid
 
-import pytest  # noqa: E402
+import pytest
 
 #: The MySQL/MariaDB server the metadata tests use; each test gets a fresh database on it.
 MYSQL_TEST_URL = os.environ.get("ALPR_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -38,7 +38,7 @@ def mysql_admin_engine():
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server
+    except Exception as exc:
         engine.dispose()
         shown = url.render_as_string(hide_password=True)
         if os.environ.get("ALPR_TEST_SKIP_MYSQL") == "1":
@@ -144,12 +144,13 @@ def _reset_gcs(emulator) -> None:
 
 # --- a tiny COCO training version and a tiny trained model, shared by the training/inference tests ----------------
 
+
 @pytest.fixture(scope="session")
 def tiny_coco(tmp_path_factory):
     """A COCO training version (``annotations/{train,val,test}.json`` + ``images/``) of 20 synthetic images."""
-    from alpr.coco import write_coco_dataset
-    from alpr.labelme import validate_folder
-    from alpr.synth import synthesize
+    from alpr.data.coco import write_coco_dataset
+    from alpr.data.labelme import validate_folder
+    from alpr.data.synth import synthesize
 
     src = tmp_path_factory.mktemp("tiny_labelme")
     synthesize(src, 20, seed=11, progress=False)
@@ -167,7 +168,7 @@ TINY_HP = dict(lr=0.004, epochs=2, batch_size=4, input_size=128, val_interval=1)
 @pytest.fixture(scope="session")
 def tiny_training(tiny_coco, tmp_path_factory):
     """A real (tiny) mmdetection training run on :func:`tiny_coco`; returns the TrainResult."""
-    from alpr.training import Hyperparameters, build_config, train
+    from alpr.model.training import Hyperparameters, build_config, train
 
     work = tmp_path_factory.mktemp("tiny_train")
     cfg = build_config(tiny_coco, work, Hyperparameters(**TINY_HP), num_workers=0)
@@ -179,8 +180,9 @@ def tiny_training(tiny_coco, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_training, tmp_path_factory):
     """A model directory (config.py, model.pth, model.json) made from the tiny training's last checkpoint."""
-    from alpr.inference import write_model_dir
+    from alpr.model.inference import write_model_dir
 
     last = [p for p in tiny_training.checkpoints if p.name.startswith("epoch_")][-1]
-    return write_model_dir(tmp_path_factory.mktemp("tiny_model") / "model", tiny_training.config_path, last,
-                           {"checkpoint": last.name})
+    return write_model_dir(
+        tmp_path_factory.mktemp("tiny_model") / "model", tiny_training.config_path, last, {"checkpoint": last.name}
+    )

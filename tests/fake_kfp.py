@@ -1,7 +1,7 @@
 """A FAKE Kubeflow Pipelines v2 API server (and Dex login) for the submission tests -- not the real KFP backend.
 
 It is a real HTTP server (``http.server`` on 127.0.0.1, an OS-chosen port, in a thread) that answers the part of
-the KFP v2beta1 REST API that ``kfp.Client`` 2.16 uses for :mod:`alpr.kfp_submit`, with the same paths, query
+the KFP v2beta1 REST API that ``kfp.Client`` 2.16 uses for :mod:`alpr.kubeflow.submit`, with the same paths, query
 parameters, multipart uploads and JSON field names as the real server, and keeps its objects in memory:
 
 ====================================================  =========================================================
@@ -33,7 +33,7 @@ import secrets
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -55,7 +55,7 @@ class Recorded:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _matches(obj: dict, filter_json: str | None) -> bool:
@@ -80,8 +80,14 @@ class FakeKFP:
         run_error: the ``error.message`` of runs that end ``FAILED``.
     """
 
-    def __init__(self, *, token: str | None = None, dex_users: dict[str, str] | None = None,
-                 run_states: list[str] | None = None, run_error: str = "task train failed: exit code 1"):
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        dex_users: dict[str, str] | None = None,
+        run_states: list[str] | None = None,
+        run_error: str = "task train failed: exit code 1",
+    ):
         self.token = token
         self.dex_users = dex_users or {}
         self.run_states = run_states or ["RUNNING", "SUCCEEDED"]
@@ -99,7 +105,7 @@ class FakeKFP:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # -- lifecycle
-    def __enter__(self) -> "FakeKFP":
+    def __enter__(self) -> FakeKFP:
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-kfp", daemon=True)
         self._thread.start()
         return self
@@ -111,8 +117,13 @@ class FakeKFP:
 
     def api_calls(self, method: str | None = None, path: str | None = None) -> list[Recorded]:
         """Recorded API requests, optionally only those with ``method`` and ``path`` (without the API prefix)."""
-        return [r for r in self.requests if r.path.startswith(API)
-                and (method is None or r.method == method) and (path is None or r.path == API + path)]
+        return [
+            r
+            for r in self.requests
+            if r.path.startswith(API)
+            and (method is None or r.method == method)
+            and (path is None or r.path == API + path)
+        ]
 
     # -- the API
     def _authorized(self, headers: dict[str, str]) -> bool:
@@ -126,20 +137,28 @@ class FakeKFP:
 
     def handle_api(self, req: Recorded) -> tuple[int, Any]:
         """Answer one API request: ``(HTTP status, JSON body)``."""
-        p, q = req.path[len(API):], req.query
+        p, q = req.path[len(API) :], req.query
         with self._lock:
             if req.method == "GET" and p == "/healthz":
                 return 200, {"multi_user": False}
             if req.method == "GET" and p == "/pipelines":
-                found = [x for x in self.pipelines.values() if _matches(x, q.get("filter"))
-                         and x.get("namespace", "") == q.get("namespace", "")]
+                found = [
+                    x
+                    for x in self.pipelines.values()
+                    if _matches(x, q.get("filter")) and x.get("namespace", "") == q.get("namespace", "")
+                ]
                 return 200, {"pipelines": found, "total_size": len(found)} if found else {}
             if req.method == "POST" and p == "/pipelines/upload":
                 if any(x["display_name"] == q["name"] for x in self.pipelines.values()):
                     return 409, {"error": f"pipeline {q['name']} exists", "code": 6}
                 pid = str(uuid.uuid4())
-                pipe = {"pipeline_id": pid, "display_name": q["name"], "name": q["name"],
-                        "description": q.get("description", ""), "created_at": _now()}
+                pipe = {
+                    "pipeline_id": pid,
+                    "display_name": q["name"],
+                    "name": q["name"],
+                    "description": q.get("description", ""),
+                    "created_at": _now(),
+                }
                 if q.get("namespace"):
                     pipe["namespace"] = q["namespace"]
                 self.pipelines[pid] = pipe
@@ -157,14 +176,21 @@ class FakeKFP:
                 found = [v for v in self.versions.values() if v["pipeline_id"] == pid and _matches(v, q.get("filter"))]
                 return 200, {"pipeline_versions": found, "total_size": len(found)} if found else {}
             if req.method == "GET" and p == "/experiments":
-                found = [e for e in self.experiments.values() if _matches(e, q.get("filter"))
-                         and e.get("namespace", "") == q.get("namespace", "")]
+                found = [
+                    e
+                    for e in self.experiments.values()
+                    if _matches(e, q.get("filter")) and e.get("namespace", "") == q.get("namespace", "")
+                ]
                 return 200, {"experiments": found, "total_size": len(found)} if found else {}
             if req.method == "POST" and p == "/experiments":
                 eid = str(uuid.uuid4())
-                exp = {"experiment_id": eid, "display_name": req.json["display_name"],
-                       "namespace": req.json.get("namespace") or "", "created_at": _now(),
-                       "storage_state": "AVAILABLE"}
+                exp = {
+                    "experiment_id": eid,
+                    "display_name": req.json["display_name"],
+                    "namespace": req.json.get("namespace") or "",
+                    "created_at": _now(),
+                    "storage_state": "AVAILABLE",
+                }
                 self.experiments[eid] = exp
                 return 200, exp
             if req.method == "POST" and p == "/runs":
@@ -198,8 +224,14 @@ class FakeKFP:
 
     def _add_version(self, pid: str, name: str, package: bytes) -> dict:
         vid = str(uuid.uuid4())
-        version = {"pipeline_id": pid, "pipeline_version_id": vid, "display_name": name, "name": name,
-                   "created_at": _now(), "package": package.decode()}
+        version = {
+            "pipeline_id": pid,
+            "pipeline_version_id": vid,
+            "display_name": name,
+            "name": name,
+            "created_at": _now(),
+            "package": package.decode(),
+        }
         self.versions[vid] = version
         return {k: v for k, v in version.items() if k != "package"}
 
@@ -210,7 +242,11 @@ class FakeKFP:
         if path == "/dex/auth":
             return 200, {}, '<a href="/dex/auth/local?state=s1">Log in with Email</a>'
         if path == "/dex/auth/local":
-            return 302, {"Location": f"/dex/auth/local/login?{urlencode({'back': '', 'state': req.query['state']})}"}, ""
+            return (
+                302,
+                {"Location": f"/dex/auth/local/login?{urlencode({'back': '', 'state': req.query['state']})}"},
+                "",
+            )
         if path == "/dex/auth/local/login":
             if req.method == "POST":
                 if self.dex_users.get(form.get("login")) == form.get("password"):
@@ -251,7 +287,8 @@ class FakeKFP:
                     req.json = json.loads(body)
                 elif ctype.startswith("multipart/form-data"):
                     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                        b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body)
+                        b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body
+                    )
                     for part in msg.iter_parts():
                         req.files[part.get_param("name", header="content-disposition")] = part.get_payload(decode=True)
                 elif ctype.startswith("application/x-www-form-urlencoded"):
@@ -276,10 +313,10 @@ class FakeKFP:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 self._serve("GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._serve("POST")
 
         return Handler

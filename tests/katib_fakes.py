@@ -37,8 +37,9 @@ def serve_kubernetes() -> Iterator[str]:
             stop = asyncio.Event()
             async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
                 for plural, kind in (("experiments", "Experiment"), ("trials", "Trial")):
-                    emulator.resources[f"kubeflow.org/v1beta1/{plural}"] = kmock.ResourceInfo(kind=kind,
-                                                                                             namespaced=True)
+                    emulator.resources[f"kubeflow.org/v1beta1/{plural}"] = kmock.ResourceInfo(
+                        kind=kind, namespaced=True
+                    )
                 state.update(url=str(server.url).rstrip("/"), stop=stop, loop=loop)
                 ready.set()
                 await stop.wait()
@@ -81,44 +82,102 @@ def katib_controller(api, name: str, *, end: str = "Succeeded", delete: bool = F
                     raise
                 time.sleep(0.02)
         space = SearchSpace.from_katib(exp["spec"]["parameters"])
-        _patch_status(api, "experiments", name, {"conditions": [
-            {"type": "Created", "status": "True", "reason": "ExperimentCreated"},
-            {"type": "Running", "status": "True", "reason": "ExperimentRunning"}], "trials": 3, "trialsRunning": 3})
+        _patch_status(
+            api,
+            "experiments",
+            name,
+            {
+                "conditions": [
+                    {"type": "Created", "status": "True", "reason": "ExperimentCreated"},
+                    {"type": "Running", "status": "True", "reason": "ExperimentRunning"},
+                ],
+                "trials": 3,
+                "trialsRunning": 3,
+            },
+        )
         time.sleep(0.1)
-        trials = [("succeeded", "Succeeded", "0.71", "0.55"), ("stopped", "EarlyStopped", "0.2", "0.1"),
-                  ("failed", "Failed", "unavailable", "unavailable")]
+        trials = [
+            ("succeeded", "Succeeded", "0.71", "0.55"),
+            ("stopped", "EarlyStopped", "0.2", "0.1"),
+            ("failed", "Failed", "unavailable", "unavailable"),
+        ]
         for i, (suffix, state, eir, mAP) in enumerate(trials):
             assignments = [{"name": p.name, "value": list(p.walk())[i]} for p in space]
             trial_name = f"{name}-{suffix}"
-            api.create_namespaced_custom_object(*GV, NS, "trials", {
-                "apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
-                "metadata": {"name": trial_name, "namespace": NS, "labels": {EXPERIMENT_LABEL: name},
-                             "creationTimestamp": f"2026-11-21T10:00:0{i}Z"},
-                "spec": {"parameterAssignments": assignments}})
-            _patch_status(api, "trials", trial_name, {
-                "startTime": f"2026-11-21T10:00:0{i}Z", "completionTime": f"2026-11-21T10:10:0{i}Z",
-                "conditions": [{"type": state, "status": "True", "message": f"trial {state}"}],
-                "observation": {"metrics": [{"name": "eir", "min": "0.1", "max": eir, "latest": eir},
-                                            {"name": "mAP", "min": mAP, "max": mAP, "latest": mAP}]}})
+            api.create_namespaced_custom_object(
+                *GV,
+                NS,
+                "trials",
+                {
+                    "apiVersion": "kubeflow.org/v1beta1",
+                    "kind": "Trial",
+                    "metadata": {
+                        "name": trial_name,
+                        "namespace": NS,
+                        "labels": {EXPERIMENT_LABEL: name},
+                        "creationTimestamp": f"2026-11-21T10:00:0{i}Z",
+                    },
+                    "spec": {"parameterAssignments": assignments},
+                },
+            )
+            _patch_status(
+                api,
+                "trials",
+                trial_name,
+                {
+                    "startTime": f"2026-11-21T10:00:0{i}Z",
+                    "completionTime": f"2026-11-21T10:10:0{i}Z",
+                    "conditions": [{"type": state, "status": "True", "message": f"trial {state}"}],
+                    "observation": {
+                        "metrics": [
+                            {"name": "eir", "min": "0.1", "max": eir, "latest": eir},
+                            {"name": "mAP", "min": mAP, "max": mAP, "latest": mAP},
+                        ]
+                    },
+                },
+            )
         # Another Experiment's trial in the namespace: it must not be counted.
-        api.create_namespaced_custom_object(*GV, NS, "trials", {
-            "metadata": {"name": f"{name}-other", "namespace": NS, "labels": {EXPERIMENT_LABEL: "other"}},
-            "spec": {}})
+        api.create_namespaced_custom_object(
+            *GV,
+            NS,
+            "trials",
+            {"metadata": {"name": f"{name}-other", "namespace": NS, "labels": {EXPERIMENT_LABEL: "other"}}, "spec": {}},
+        )
         if delete:
             api.delete_namespaced_custom_object(*GV, NS, "experiments", name)
             return
         best = [{"name": p.name, "value": list(p.walk())[0]} for p in space]
-        final = {"type": end, "status": "True", "reason": f"Experiment{end}",
-                 "message": "Experiment has succeeded because max trial count has reached" if end == "Succeeded"
-                 else "Experiment has failed because max failed count has reached"}
-        _patch_status(api, "experiments", name, {
-            "conditions": [{"type": "Created", "status": "True"}, {"type": "Running", "status": "False"}, final],
-            "trials": 3, "trialsSucceeded": 1, "trialsEarlyStopped": 1, "trialsFailed": 1,
-            "currentOptimalTrial": {"bestTrialName": f"{name}-succeeded", "parameterAssignments": best,
-                                    "observation": {"metrics": [
-                                        {"name": "eir", "min": "0.1", "max": "0.71", "latest": "0.65"},
-                                        {"name": "mAP", "min": "0.5", "max": "0.6", "latest": "0.55"},
-                                        {"name": "loss", "min": "1.1", "max": "2.0", "latest": "1.2"}]}}})
+        final = {
+            "type": end,
+            "status": "True",
+            "reason": f"Experiment{end}",
+            "message": "Experiment has succeeded because max trial count has reached"
+            if end == "Succeeded"
+            else "Experiment has failed because max failed count has reached",
+        }
+        _patch_status(
+            api,
+            "experiments",
+            name,
+            {
+                "conditions": [{"type": "Created", "status": "True"}, {"type": "Running", "status": "False"}, final],
+                "trials": 3,
+                "trialsSucceeded": 1,
+                "trialsEarlyStopped": 1,
+                "trialsFailed": 1,
+                "currentOptimalTrial": {
+                    "bestTrialName": f"{name}-succeeded",
+                    "parameterAssignments": best,
+                    "observation": {
+                        "metrics": [
+                            {"name": "eir", "min": "0.1", "max": "0.71", "latest": "0.65"},
+                            {"name": "mAP", "min": "0.5", "max": "0.6", "latest": "0.55"},
+                            {"name": "loss", "min": "1.1", "max": "2.0", "latest": "1.2"},
+                        ]
+                    },
+                },
+            },
+        )
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()

@@ -18,36 +18,56 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
-#: The pipeline parameters that configure a study (also parameters of the pipeline's Tune step).
-TUNE_DEFAULTS: dict[str, object] = {
-    "tune": False,  # run the Tune step before Train
-    "tune_algorithm": "tpe",  # random | tpe | bayesianoptimization
-    "tune_max_trials": 12,
-    "tune_parallel": 2,
-    "tune_max_failed": 3,
-    "tune_timeout": 0,  # seconds; 0: no limit
-}
+from alpr.defaults import TUNING_DEFAULTS
+from alpr.metadata import MetadataStore
+from alpr.tuning import katib
+from alpr.tuning.options import FIXED_HYPERPARAMETERS, TuningOptions, default_study_name
+from alpr.tuning.results import load_tuned_params, outcome_json
+from alpr.tuning.run import TuningFailed, tune
+
+#: The pipeline parameters that configure a study (also parameters of the pipeline's Tune step) and their defaults:
+#: :data:`alpr.defaults.TUNING_DEFAULTS` (a read-only mapping; tune, tune_algorithm, tune_max_trials, …).
+TUNE_DEFAULTS: Final = TUNING_DEFAULTS
 
 
 def add_arguments(parser: argparse.ArgumentParser, mode: argparse._MutuallyExclusiveGroup) -> None:
     """Add ``--katib`` to the ``mode`` group and the tuning flags that are not pipeline parameters."""
-    mode.add_argument("--katib", action="store_true",
-                      help="tune the hyperparameters: a Katib Experiment on a cluster, the local Optuna twin "
-                           "without one; prints the best trial and its parameters")
+    mode.add_argument(
+        "--katib",
+        action="store_true",
+        help="tune the hyperparameters: a Katib Experiment on a cluster, the local Optuna twin "
+        "without one; prints the best trial and its parameters",
+    )
     group = parser.add_argument_group("tuning (--katib)")
-    group.add_argument("--tune-backend", choices=("auto", "katib", "local"), default="auto",
-                       help="auto: Katib when a Kubernetes API is configured (in a pod or a kubeconfig), else local")
+    group.add_argument(
+        "--tune-backend",
+        choices=("auto", "katib", "local"),
+        default="auto",
+        help="auto: Katib when a Kubernetes API is configured (in a pod or a kubeconfig), else local",
+    )
     group.add_argument("--tune-name", default=None, help="study / Experiment name (default alpr-tune-<UTC time>)")
-    group.add_argument("--tune-namespace", default=os.environ.get("ALPR_KATIB_NAMESPACE", "kubeflow"),
-                       help="namespace of the Katib Experiment (env ALPR_KATIB_NAMESPACE, default kubeflow)")
+    group.add_argument(
+        "--tune-namespace",
+        default=os.environ.get("ALPR_KATIB_NAMESPACE", "kubeflow"),
+        help="namespace of the Katib Experiment (env ALPR_KATIB_NAMESPACE, default kubeflow)",
+    )
     group.add_argument("--tune-gpus", type=int, default=0, help="GPUs per Katib trial (default 0)")
     group.add_argument("--tune-poll", type=float, default=15.0, help="seconds between polls of the Experiment")
-    group.add_argument("--tune-output", type=Path, default=None,
-                       help="where to save the best parameters (default <workspace>/tuning/<study>.json)")
-    group.add_argument("--params-from-tuning", metavar="REF", default=None,
-                       help="train with tuned hyperparameters: 'latest', a study name, or a JSON file (overrides "
-                            "the hyperparameter flags)")
+    group.add_argument(
+        "--tune-output",
+        type=Path,
+        default=None,
+        help="where to save the best parameters (default <workspace>/tuning/<study>.json)",
+    )
+    group.add_argument(
+        "--params-from-tuning",
+        metavar="REF",
+        default=None,
+        help="train with tuned hyperparameters: 'latest', a study name, or a JSON file (overrides "
+        "the hyperparameter flags)",
+    )
 
 
 def apply_tuned_params(args: argparse.Namespace, settings=None) -> dict:
@@ -59,8 +79,6 @@ def apply_tuned_params(args: argparse.Namespace, settings=None) -> dict:
     """
     if not getattr(args, "params_from_tuning", None):
         return {}
-    from alpr.metadata import MetadataStore
-    from alpr.tuning.results import load_tuned_params
 
     store = MetadataStore(settings.db_url) if settings is not None else None
     if store is not None:
@@ -76,14 +94,22 @@ def apply_tuned_params(args: argparse.Namespace, settings=None) -> dict:
 
 def options_from_args(args: argparse.Namespace):
     """The :class:`~alpr.tuning.options.TuningOptions` of the command line."""
-    from alpr.tuning.options import TuningOptions, default_study_name
 
     return TuningOptions(
-        name=args.tune_name or default_study_name(), namespace=args.tune_namespace, data=args.annotation_version,
-        split_fractions=(args.train_fraction, args.val_fraction, args.test_fraction), split_seed=args.split_seed,
-        algorithm=args.tune_algorithm, max_trials=args.tune_max_trials, parallel=args.tune_parallel,
-        max_failed=args.tune_max_failed, timeout_s=args.tune_timeout or None, config=args.config,
-        fixed={"epochs": args.epochs, "val_interval": args.val_interval, "seed": args.seed}, gpus=args.tune_gpus)
+        name=args.tune_name or default_study_name(),
+        namespace=args.tune_namespace,
+        data=args.annotation_version,
+        split_fractions=(args.train_fraction, args.val_fraction, args.test_fraction),
+        split_seed=args.split_seed,
+        algorithm=args.tune_algorithm,
+        max_trials=args.tune_max_trials,
+        parallel=args.tune_parallel,
+        max_failed=args.tune_max_failed,
+        timeout_s=args.tune_timeout or None,
+        config=args.config,
+        fixed={k: getattr(args, k) for k in FIXED_HYPERPARAMETERS},
+        gpus=args.tune_gpus,
+    )
 
 
 def run(args: argparse.Namespace, settings, *, prepare_local: Callable[[], None] | None = None) -> int:
@@ -94,9 +120,6 @@ def run(args: argparse.Namespace, settings, *, prepare_local: Callable[[], None]
         settings: the backends (:class:`alpr.settings.Settings`).
         prepare_local: called before a local study (e.g. bootstrapping the workspace's first annotation version).
     """
-    from alpr.tuning import katib
-    from alpr.tuning.results import outcome_json
-    from alpr.tuning.run import TuningFailed, tune
 
     try:
         options = options_from_args(args)
@@ -108,9 +131,11 @@ def run(args: argparse.Namespace, settings, *, prepare_local: Callable[[], None]
         backend = "katib" if katib.cluster_available() else "local"
     if backend == "local" and prepare_local is not None:
         prepare_local()
-    print(f"tuning study {options.name}: {'Katib Experiment' if backend == 'katib' else 'local Optuna twin'}, "
-          f"{options.algorithm}, {options.max_trials} trials ({options.parallel} at once), objective "
-          f"{options.objective}")
+    print(
+        f"tuning study {options.name}: {'Katib Experiment' if backend == 'katib' else 'local Optuna twin'}, "
+        f"{options.algorithm}, {options.max_trials} trials ({options.parallel} at once), objective "
+        f"{options.objective}"
+    )
     extra = {"poll_s": args.tune_poll} if backend == "katib" else {}
     try:
         outcome = tune(settings, options, backend=backend, **extra)

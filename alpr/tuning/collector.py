@@ -24,7 +24,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 #: The marker in front of every metric of a trial's output.
 MARKER = "alpr-metric"
@@ -54,7 +54,7 @@ class Observation:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def format_value(value: float) -> str:
@@ -117,8 +117,11 @@ def parse_lines(lines: Iterable[str], names: Sequence[str]) -> list[Observation]
     return [obs for line in lines for obs in parse_line(line, names)]
 
 
-def summarize(observations: Sequence[Observation], objective: str = OBJECTIVE, direction: str = "maximize",
-              ) -> dict[str, float]:
+def summarize(
+    observations: Sequence[Observation],
+    objective: str = OBJECTIVE,
+    direction: str = "maximize",
+) -> dict[str, float]:
     """Each metric's value under Katib's default strategies: the objective's best, the others' latest.
 
     Raises:

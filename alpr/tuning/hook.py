@@ -12,7 +12,7 @@ from typing import Any
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 
-from alpr.evaluation import short_metrics
+from alpr.model.metrics import short_metrics
 from alpr.tuning.collector import OBJECTIVE, format_metrics
 
 
@@ -40,8 +40,11 @@ class TrialMetricsHook(Hook):
     def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
         """Print the metric lines of this validation and reset the loss average."""
         short = short_metrics(metrics or {})
-        values = {OBJECTIVE: short.get("eir"), "mAP": short.get("mAP"),
-                  "loss": self._loss_sum / self._loss_n if self._loss_n else None}
+        values = {
+            OBJECTIVE: short.get("eir"),
+            "mAP": short.get("mAP"),
+            "loss": self._loss_sum / self._loss_n if self._loss_n else None,
+        }
         for line in format_metrics(values):
             print(line, file=sys.stdout, flush=True)
         self._loss_sum, self._loss_n = 0.0, 0

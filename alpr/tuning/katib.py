@@ -33,9 +33,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from alpr.defaults import DEFAULT_COMPONENT_IMAGE
+from alpr.kubeflow.platform import current_settings
 from alpr.tuning.collector import METRICS_FILTER
-from alpr.tuning.options import TuningOptions
-from alpr.tuning.space import SearchSpace
+from alpr.tuning.options import ALGORITHMS, TuningOptions
+from alpr.tuning.space import SearchSpace, default_space
 from alpr.tuning.trial import trial_argv
 
 log = logging.getLogger(__name__)
@@ -70,29 +72,41 @@ def _trial_parameter(name: str) -> str:
 
 
 def _pod_spec(options: TuningOptions, container: dict, platform) -> dict:
-    """The trial pod: the backends reach it as they reach the pipeline's tasks (:mod:`alpr.kfp_platform`): the DB
+    """The trial pod: the backends reach it as they reach the pipeline's tasks (:mod:`alpr.kubeflow.platform`): the DB
     URL and password from the DB Secret, the backend URLs from the ConfigMap, the GCS key and the dataset
     repository's SSH key as optional Secret volumes -- by name, never by value."""
     env = container.setdefault("env", [])
-    env += [{"name": "ALPR_DB_URL", "valueFrom": {"secretKeyRef": {"name": platform.db_secret,
-                                                                    "key": platform.db_url_key}}},
-            {"name": "ALPR_DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": platform.db_secret,
-                                                                         "key": platform.db_password_key,
-                                                                         "optional": True}}}]
+    env += [
+        {
+            "name": "ALPR_DB_URL",
+            "valueFrom": {"secretKeyRef": {"name": platform.db_secret, "key": platform.db_url_key}},
+        },
+        {
+            "name": "ALPR_DB_PASSWORD",
+            "valueFrom": {
+                "secretKeyRef": {"name": platform.db_secret, "key": platform.db_password_key, "optional": True}
+            },
+        },
+    ]
     if platform.config_map:
         container["envFrom"] = [{"configMapRef": {"name": platform.config_map, "optional": True}}]
     volumes, mounts = [], []
     if platform.gcs_key_secret:
         volumes.append({"name": "gcs-key", "secret": {"secretName": platform.gcs_key_secret, "optional": True}})
         mounts.append({"name": "gcs-key", "mountPath": platform.gcs_key_mount, "readOnly": True})
-        env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS",
-                    "value": f"{platform.gcs_key_mount}/{platform.gcs_key_file}"})
+        env.append(
+            {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{platform.gcs_key_mount}/{platform.gcs_key_file}"}
+        )
     if platform.git_secret:
         volumes.append({"name": "git-ssh", "secret": {"secretName": platform.git_secret, "optional": True}})
         mounts.append({"name": "git-ssh", "mountPath": platform.git_secret_mount, "readOnly": True})
-        env.append({"name": "GIT_SSH_COMMAND",
-                    "value": f"ssh -i {platform.git_secret_mount}/ssh-privatekey -o IdentitiesOnly=yes "
-                             f"-o UserKnownHostsFile={platform.git_secret_mount}/known_hosts"})
+        env.append(
+            {
+                "name": "GIT_SSH_COMMAND",
+                "value": f"ssh -i {platform.git_secret_mount}/ssh-privatekey -o IdentitiesOnly=yes "
+                f"-o UserKnownHostsFile={platform.git_secret_mount}/known_hosts",
+            }
+        )
     if mounts:
         container["volumeMounts"] = mounts
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
@@ -117,14 +131,13 @@ def render_experiment(space: SearchSpace, options: TuningOptions, platform=None)
     Args:
         space: the search space.
         options: the study's options.
-        platform: the cluster's names (:class:`alpr.kfp_platform.PlatformSettings`; default: the environment's,
+        platform: the cluster's names (:class:`alpr.kubeflow.platform.PlatformSettings`; default: the environment's,
             ``ALPR_K8S_*``), the same the pipeline's tasks use.
 
     Raises:
         ValueError: inconsistent options (see :func:`alpr.tuning.trial.trial_argv`), or a value that is not
             shell-safe.
     """
-    from alpr.kfp_platform import current_settings
 
     platform = platform or current_settings()
     options.check_shell_safe()
@@ -132,55 +145,71 @@ def render_experiment(space: SearchSpace, options: TuningOptions, platform=None)
         "name": PRIMARY_CONTAINER,
         "image": options.image,
         "command": ["python", "-m", "alpr.tuning.trial"],
-        "args": trial_argv(space, options, {p.name: "${trialParameters." + _trial_parameter(p.name) + "}"
-                                            for p in space}),
+        "args": trial_argv(
+            space, options, {p.name: "${trialParameters." + _trial_parameter(p.name) + "}" for p in space}
+        ),
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
-        "resources": {"requests": {"cpu": options.cpu, "memory": options.memory},
-                      "limits": {"cpu": options.cpu, "memory": options.memory}},
+        "resources": {
+            "requests": {"cpu": options.cpu, "memory": options.memory},
+            "limits": {"cpu": options.cpu, "memory": options.memory},
+        },
     }
     pod_spec = _pod_spec(options, container, platform)
     objective: dict[str, Any] = {
         "type": options.direction,
         "objectiveMetricName": options.objective,
         "additionalMetricNames": options.metric_names[1:],
-        "metricStrategies": [{"name": options.objective, "value": "max" if options.direction == "maximize"
-                              else "min"}] + [{"name": m, "value": "latest"} for m in options.metric_names[1:]],
+        "metricStrategies": [{"name": options.objective, "value": "max" if options.direction == "maximize" else "min"}]
+        + [{"name": m, "value": "latest"} for m in options.metric_names[1:]],
     }
     if options.goal is not None:
         objective["goal"] = float(options.goal)
     spec: dict[str, Any] = {
         "objective": objective,
-        "algorithm": {"algorithmName": options.algorithm,
-                      "algorithmSettings": [{"name": "random_state", "value": str(options.random_state)}]},
+        "algorithm": {
+            "algorithmName": options.algorithm,
+            "algorithmSettings": [{"name": "random_state", "value": str(options.random_state)}],
+        },
         "parallelTrialCount": options.parallel,
         "maxTrialCount": options.max_trials,
         "maxFailedTrialCount": options.max_failed,
         "parameters": space.katib(),
-        "metricsCollectorSpec": {"collector": {"kind": "StdOut"},
-                                 "source": {"filter": {"metricsFormat": [METRICS_FILTER]}}},
+        "metricsCollectorSpec": {
+            "collector": {"kind": "StdOut"},
+            "source": {"filter": {"metricsFormat": [METRICS_FILTER]}},
+        },
         "trialTemplate": {
             "primaryContainerName": PRIMARY_CONTAINER,
-            "trialParameters": [{"name": _trial_parameter(p.name), "reference": p.name,
-                                 "description": p.description or p.name} for p in space],
+            "trialParameters": [
+                {"name": _trial_parameter(p.name), "reference": p.name, "description": p.description or p.name}
+                for p in space
+            ],
             "trialSpec": {
                 "apiVersion": "batch/v1",
                 "kind": "Job",
-                "spec": {"backoffLimit": 0,
-                         "template": {"metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
-                                      "spec": pod_spec}},
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {"metadata": {"annotations": {"sidecar.istio.io/inject": "false"}}, "spec": pod_spec},
+                },
             },
         },
     }
     if options.early_stopping:
-        spec["earlyStopping"] = {"algorithmName": "medianstop", "algorithmSettings": [
-            {"name": "min_trials_required", "value": str(options.min_trials_required)},
-            {"name": "start_step", "value": str(options.start_step)},
-        ]}
+        spec["earlyStopping"] = {
+            "algorithmName": "medianstop",
+            "algorithmSettings": [
+                {"name": "min_trials_required", "value": str(options.min_trials_required)},
+                {"name": "start_step", "value": str(options.start_step)},
+            ],
+        }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Experiment",
-        "metadata": {"name": options.name, "namespace": options.namespace,
-                     "labels": {"app.kubernetes.io/part-of": "alpr", "app.kubernetes.io/component": "tuning"}},
+        "metadata": {
+            "name": options.name,
+            "namespace": options.namespace,
+            "labels": {"app.kubernetes.io/part-of": "alpr", "app.kubernetes.io/component": "tuning"},
+        },
         "spec": spec,
     }
 
@@ -189,9 +218,11 @@ def experiment_yaml(experiment: dict) -> str:
     """The Experiment as YAML, with a header saying where it comes from."""
     import yaml
 
-    header = ("# Katib Experiment of the ALPR detector's hyperparameters -- rendered, do not edit by hand:\n"
-              "#   python -m alpr.tuning.katib render -o katib/experiment.yaml\n"
-              "# Search space: alpr/tuning/space.py; options: alpr/tuning/options.py; see katib/README.md.\n")
+    header = (
+        "# Katib Experiment of the ALPR detector's hyperparameters -- rendered, do not edit by hand:\n"
+        "#   python -m alpr.tuning.katib render -o katib/experiment.yaml\n"
+        "# Search space: alpr/tuning/space.py; options: alpr/tuning/options.py; see katib/README.md.\n"
+    )
     return header + yaml.safe_dump(experiment, sort_keys=False, width=120)
 
 
@@ -219,8 +250,9 @@ def custom_objects_api(context: str | None = None):
             config.load_incluster_config(client_configuration=configuration)
         else:
             # $KUBECONFIG read now (the client reads it once, at import)
-            config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, context=context,
-                                    client_configuration=configuration)
+            config.load_kube_config(
+                config_file=os.environ.get("KUBECONFIG") or None, context=context, client_configuration=configuration
+            )
     except config.ConfigException as exc:
         raise KatibError(f"no Kubernetes configuration (in-cluster or kubeconfig): {exc}") from None
     return client.CustomObjectsApi(client.ApiClient(configuration))
@@ -237,8 +269,12 @@ def _retrying(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             return exc.status in (429, 500, 502, 503, 504)
         return isinstance(exc, (HTTPError, ConnectionError))
 
-    wrapped = retry(retry=retry_if_exception(transient), stop=stop_after_attempt(5),
-                    wait=wait_exponential(multiplier=0.5, max=10), reraise=True)(call)
+    wrapped = retry(
+        retry=retry_if_exception(transient),
+        stop=stop_after_attempt(5),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        reraise=True,
+    )(call)
     return wrapped(*args, **kwargs)
 
 
@@ -256,15 +292,20 @@ def create_experiment(api, experiment: dict) -> dict:
         return _retrying(api.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, experiment)
     except ApiException as exc:
         if exc.status == 409:
-            raise KatibError(f"Katib Experiment {ns}/{name} already exists: choose another --tune-name or delete it "
-                             f"(kubectl -n {ns} delete experiment {name})") from None
+            raise KatibError(
+                f"Katib Experiment {ns}/{name} already exists: choose another --tune-name or delete it "
+                f"(kubectl -n {ns} delete experiment {name})"
+            ) from None
         if exc.status == 404:
-            raise KatibError(f"the cluster serves no {GROUP}/{VERSION} {PLURAL} in namespace {ns!r}: is Katib "
-                             "installed, and does the namespace exist?") from None
+            raise KatibError(
+                f"the cluster serves no {GROUP}/{VERSION} {PLURAL} in namespace {ns!r}: is Katib "
+                "installed, and does the namespace exist?"
+            ) from None
         if exc.status in (401, 403):
-            raise KatibError(f"not allowed to create Katib Experiments in namespace {ns!r} ({exc.reason}): grant "
-                             "the account create/get/list on experiments.kubeflow.org and trials.kubeflow.org"
-                             ) from None
+            raise KatibError(
+                f"not allowed to create Katib Experiments in namespace {ns!r} ({exc.reason}): grant "
+                "the account create/get/list on experiments.kubeflow.org and trials.kubeflow.org"
+            ) from None
         raise
 
 
@@ -280,19 +321,28 @@ def _condition(experiment: dict) -> tuple[str | None, dict]:
 def progress_line(experiment: dict) -> str:
     status = experiment.get("status") or {}
     best = status.get("currentOptimalTrial") or {}
-    line = (f"trials: {status.get('trials', 0)} created, {status.get('trialsRunning', 0)} running, "
-            f"{status.get('trialsSucceeded', 0)} succeeded, {status.get('trialsFailed', 0)} failed, "
-            f"{status.get('trialsEarlyStopped', 0)} early-stopped")
+    line = (
+        f"trials: {status.get('trials', 0)} created, {status.get('trialsRunning', 0)} running, "
+        f"{status.get('trialsSucceeded', 0)} succeeded, {status.get('trialsFailed', 0)} failed, "
+        f"{status.get('trialsEarlyStopped', 0)} early-stopped"
+    )
     if best.get("bestTrialName"):
         metrics = {m.get("name"): m.get("latest") for m in (best.get("observation") or {}).get("metrics") or []}
         line += f"; best so far {best['bestTrialName']} {metrics}"
     return line
 
 
-def follow_experiment(api, name: str, namespace: str, *, timeout_s: float | None = None, poll_s: float = 15.0,
-                      on_progress: Callable[[str], None] | None = None,
-                      clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                      ) -> dict:
+def follow_experiment(
+    api,
+    name: str,
+    namespace: str,
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 15.0,
+    on_progress: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
     """Poll the Experiment until its ``Succeeded`` condition; return the final object.
 
     Args:
@@ -332,13 +382,15 @@ def follow_experiment(api, name: str, namespace: str, *, timeout_s: float | None
             raise ExperimentFailed(
                 f"Katib Experiment {namespace}/{name} failed: {condition.get('reason', '?')}: "
                 f"{condition.get('message', '')} ({line}; maxFailedTrialCount "
-                f"{experiment.get('spec', {}).get('maxFailedTrialCount')})")
+                f"{experiment.get('spec', {}).get('maxFailedTrialCount')})"
+            )
         if deadline is not None and clock() >= deadline:
             raise ExperimentTimeout(
                 f"Katib Experiment {namespace}/{name} did not finish within {timeout_s:g} s (state "
                 f"{state or 'Pending'}; {line}); it keeps running on the cluster: follow it with "
                 f"`kubectl -n {namespace} get experiment {name}` or stop it with "
-                f"`kubectl -n {namespace} delete experiment {name}`")
+                f"`kubectl -n {namespace} delete experiment {name}`"
+            )
         wait = poll_s if deadline is None else max(0.0, min(poll_s, deadline - clock()))
         sleep(wait)
 
@@ -386,16 +438,23 @@ def best_trial(experiment: dict, space: SearchSpace) -> BestTrial:
     best = (experiment.get("status") or {}).get("currentOptimalTrial") or {}
     if not best.get("bestTrialName"):
         meta = experiment["metadata"]
-        raise KatibError(f"Katib Experiment {meta['namespace']}/{meta['name']} has no best trial: no trial "
-                         f"reported {objective['objectiveMetricName']!r}")
+        raise KatibError(
+            f"Katib Experiment {meta['namespace']}/{meta['name']} has no best trial: no trial "
+            f"reported {objective['objectiveMetricName']!r}"
+        )
     params = space.convert({a["name"]: a["value"] for a in best.get("parameterAssignments") or []})
     metrics = _metric_values(best.get("observation"), objective["objectiveMetricName"], objective["type"])
     return BestTrial(best["bestTrialName"], params, metrics)
 
 
 #: Katib trial conditions → the metadata store's trial states.
-_TRIAL_STATES = {"Succeeded": "succeeded", "EarlyStopped": "pruned", "Failed": "failed",
-                 "MetricsUnavailable": "failed", "Killed": "failed"}
+_TRIAL_STATES = {
+    "Succeeded": "succeeded",
+    "EarlyStopped": "pruned",
+    "Failed": "failed",
+    "MetricsUnavailable": "failed",
+    "Killed": "failed",
+}
 
 
 def _time(text: str | None) -> datetime | None:
@@ -411,10 +470,19 @@ def list_trials(api, experiment: dict, space: SearchSpace) -> list[dict]:
     """
     meta, spec = experiment["metadata"], experiment["spec"]
     objective, direction = spec["objective"]["objectiveMetricName"], spec["objective"]["type"]
-    listing = _retrying(api.list_namespaced_custom_object, GROUP, VERSION, meta["namespace"], TRIALS,
-                        label_selector=f"{EXPERIMENT_LABEL}={meta['name']}")
-    items = [t for t in listing.get("items") or []
-             if (t.get("metadata", {}).get("labels") or {}).get(EXPERIMENT_LABEL) == meta["name"]]
+    listing = _retrying(
+        api.list_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        meta["namespace"],
+        TRIALS,
+        label_selector=f"{EXPERIMENT_LABEL}={meta['name']}",
+    )
+    items = [
+        t
+        for t in listing.get("items") or []
+        if (t.get("metadata", {}).get("labels") or {}).get(EXPERIMENT_LABEL) == meta["name"]
+    ]
     items.sort(key=lambda t: (t["metadata"].get("creationTimestamp") or "", t["metadata"]["name"]))
     rows = []
     for number, trial in enumerate(items):
@@ -426,41 +494,59 @@ def list_trials(api, experiment: dict, space: SearchSpace) -> list[dict]:
         except ValueError as exc:
             log.warning("trial %s: %s", trial["metadata"]["name"], exc)
             params = {a["name"]: a["value"] for a in trial["spec"].get("parameterAssignments") or []}
-        rows.append({
-            "name": trial["metadata"]["name"], "number": number, "state": _TRIAL_STATES.get(state, "running"),
-            "params": params, "value": metrics.get(objective), "metrics": metrics,
-            "message": condition.get("message", "") if state in ("Failed", "MetricsUnavailable", "Killed") else "",
-            "started_at": _time(status.get("startTime")), "finished_at": _time(status.get("completionTime")),
-        })
+        rows.append(
+            {
+                "name": trial["metadata"]["name"],
+                "number": number,
+                "state": _TRIAL_STATES.get(state, "running"),
+                "params": params,
+                "value": metrics.get(objective),
+                "metrics": metrics,
+                "message": condition.get("message", "") if state in ("Failed", "MetricsUnavailable", "Killed") else "",
+                "started_at": _time(status.get("startTime")),
+                "finished_at": _time(status.get("completionTime")),
+            }
+        )
     return rows
 
 
 # --------------------------------------------------------------------------------------------------- CLI
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    defaults = TuningOptions(name="alpr-tune", image=DEFAULT_COMPONENT_IMAGE)
     p = argparse.ArgumentParser(prog="python -m alpr.tuning.katib", description="The ALPR Katib Experiment.")
     sub = p.add_subparsers(dest="command", required=True)
-    render = sub.add_parser("render", help="write the Experiment YAML (unset options: TuningOptions' defaults, "
-                                           "i.e. the pipeline's)")
+    render = sub.add_parser(
+        "render", help="write the Experiment YAML (unset options: TuningOptions' defaults, i.e. the pipeline's)"
+    )
     render.add_argument("-o", "--output", type=Path, default=None, help="output file (default: stdout)")
     render.add_argument("--name", default="alpr-tune")
-    render.add_argument("--namespace", default="kubeflow")
-    render.add_argument("--data", default=None, help="the trials' --data (a version name)")
-    render.add_argument("--algorithm", default=None, help="random | tpe | bayesianoptimization")
-    render.add_argument("--max-trials", type=int, default=None)
-    render.add_argument("--parallel", type=int, default=None)
-    render.add_argument("--max-failed", type=int, default=None)
-    render.add_argument("--image", default="ghcr.io/alpr-kubeflow/alpr-components:0.1.0-python3.11",
-                        help="the trials' image (default: the released components image)")
+    render.add_argument("--namespace", default=None, help=f"(default {defaults.namespace})")
+    render.add_argument(
+        "--data", default=None, help=f"the trials' --data, a version name (default {defaults.data}, the pipeline's)"
+    )
+    render.add_argument(
+        "--algorithm", default=None, help=f"{' | '.join(ALGORITHMS)} (default {defaults.algorithm}, the pipeline's)"
+    )
+    render.add_argument("--max-trials", type=int, default=None, help=f"(default {defaults.max_trials})")
+    render.add_argument("--parallel", type=int, default=None, help=f"(default {defaults.parallel})")
+    render.add_argument("--max-failed", type=int, default=None, help=f"(default {defaults.max_failed})")
+    render.add_argument(
+        "--image",
+        default=DEFAULT_COMPONENT_IMAGE,
+        help=f"the trials' image (default: the released components image, {DEFAULT_COMPONENT_IMAGE})",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``render``: print or write the Experiment YAML; returns the exit status (2: bad option)."""
-    from alpr.tuning.space import default_space
 
     args = _parse_args(argv)
-    given = {k: getattr(args, k) for k in ("name", "namespace", "data", "algorithm", "max_trials", "parallel",
-                                           "max_failed", "image") if getattr(args, k) is not None}
+    given = {
+        k: getattr(args, k)
+        for k in ("name", "namespace", "data", "algorithm", "max_trials", "parallel", "max_failed", "image")
+        if getattr(args, k) is not None
+    }
     try:
         text = experiment_yaml(render_experiment(default_space(), TuningOptions(**given)))
     except ValueError as exc:

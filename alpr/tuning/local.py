@@ -25,12 +25,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alpr.tuning.collector import parse_line, summarize
+from alpr.tuning.data import resolve_training_data
 from alpr.tuning.options import TuningOptions
+from alpr.tuning.results import finish_study, start_study
 from alpr.tuning.space import Parameter, SearchSpace
 from alpr.tuning.trial import trial_argv
 
@@ -104,8 +106,9 @@ def make_pruner(options: TuningOptions):
 
     if not options.early_stopping:
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=options.min_trials_required,
-                                       n_warmup_steps=options.start_step, interval_steps=1)
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=options.min_trials_required, n_warmup_steps=options.start_step, interval_steps=1
+    )
 
 
 def suggest(trial, parameter: Parameter) -> Any:
@@ -153,10 +156,21 @@ class LocalTuner:
         on_progress: called with a line per finished trial.
     """
 
-    def __init__(self, space: SearchSpace, options: TuningOptions, *, data_root: Path, work_root: Path,
-                 store=None, trial_command: Sequence[str] = TRIAL_COMMAND, env: dict[str, str] | None = None,
-                 sampler=None, pruner=None, enqueue: Sequence[dict[str, Any]] = (),
-                 on_progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        options: TuningOptions,
+        *,
+        data_root: Path,
+        work_root: Path,
+        store=None,
+        trial_command: Sequence[str] = TRIAL_COMMAND,
+        env: dict[str, str] | None = None,
+        sampler=None,
+        pruner=None,
+        enqueue: Sequence[dict[str, Any]] = (),
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
         self.space, self.options = space, options
         self.data_root, self.work_root = Path(data_root), Path(work_root)
         self.store, self.trial_command, self.env = store, list(trial_command), env
@@ -182,18 +196,27 @@ class LocalTuner:
         name = f"trial-{trial.number}"
         trial_dir = self.work_root / name
         trial_dir.mkdir(parents=True, exist_ok=True)
-        argv = [*self.trial_command,
-                *trial_argv(self.space, opts, {k: _as_arg(v) for k, v in params.items()}, data=str(self.data_root)),
-                f"--work-dir={trial_dir}"]
+        argv = [
+            *self.trial_command,
+            *trial_argv(self.space, opts, {k: _as_arg(v) for k, v in params.items()}, data=str(self.data_root)),
+            f"--work-dir={trial_dir}",
+        ]
         names = opts.metric_names
         observations, intermediate = [], []
         state, message, pruned = "failed", "", False
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         env = {**(self.env if self.env is not None else os.environ), "PYTHONUNBUFFERED": "1"}
         try:
             with open(trial_dir / "trial.log", "w", encoding="utf-8") as logf:
-                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        bufsize=1, env=env, start_new_session=True)
+                proc = subprocess.Popen(
+                    argv,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    bufsize=1,
+                    env=env,
+                    start_new_session=True,
+                )
                 with self._lock:
                     self._running.add(proc)
                 if self._timed_out:  # the timeout fired while it was starting
@@ -224,8 +247,10 @@ class LocalTuner:
             value = metrics.get(opts.objective)
             if pruned:
                 state = "pruned"
-                message = (f"stopped at step {len(intermediate)} by {type(self.pruner).__name__}: "
-                           f"{opts.objective}={intermediate[-1][opts.objective]:g}")
+                message = (
+                    f"stopped at step {len(intermediate)} by {type(self.pruner).__name__}: "
+                    f"{opts.objective}={intermediate[-1][opts.objective]:g}"
+                )
                 raise optuna.TrialPruned(message)
             if self._timed_out:
                 message = "killed at the study's timeout"
@@ -249,13 +274,22 @@ class LocalTuner:
             raise
         finally:
             final = summarize(observations, opts.objective, opts.direction)
-            row = {"name": name, "number": trial.number, "state": state, "params": params,
-                   "value": final.get(opts.objective), "metrics": final, "intermediate": intermediate,
-                   "message": message, "started_at": started,
-                   "finished_at": datetime.now(timezone.utc)}
+            row = {
+                "name": name,
+                "number": trial.number,
+                "state": state,
+                "params": params,
+                "value": final.get(opts.objective),
+                "metrics": final,
+                "intermediate": intermediate,
+                "message": message,
+                "started_at": started,
+                "finished_at": datetime.now(UTC),
+            }
             self._record_trial(row)
-            self.on_progress(f"{name} {state}: {params} → {row['metrics']}" + (f" ({message.splitlines()[0]})"
-                                                                              if message else ""))
+            self.on_progress(
+                f"{name} {state}: {params} → {row['metrics']}" + (f" ({message.splitlines()[0]})" if message else "")
+            )
 
     def _after_success(self, value: float) -> None:
         goal = self.options.goal
@@ -291,8 +325,9 @@ class LocalTuner:
 
         opts = self.options
         self.work_root.mkdir(parents=True, exist_ok=True)
-        study = optuna.create_study(study_name=opts.name, direction=opts.direction, sampler=self.sampler,
-                                    pruner=self.pruner)
+        study = optuna.create_study(
+            study_name=opts.name, direction=opts.direction, sampler=self.sampler, pruner=self.pruner
+        )
         for params in self.enqueue:
             study.enqueue_trial(params)
         self._goal_reached = False
@@ -306,8 +341,15 @@ class LocalTuner:
             timer.daemon = True
             timer.start()
         try:
-            study.optimize(self._objective, n_trials=opts.max_trials, timeout=opts.timeout_s, n_jobs=opts.parallel,
-                           catch=(TrialFailed, _NotStarted), callbacks=[stop_when_done], gc_after_trial=False)
+            study.optimize(
+                self._objective,
+                n_trials=opts.max_trials,
+                timeout=opts.timeout_s,
+                n_jobs=opts.parallel,
+                catch=(TrialFailed, _NotStarted),
+                callbacks=[stop_when_done],
+                gc_after_trial=False,
+            )
         except BaseException:
             self._stop_all()
             raise
@@ -332,8 +374,9 @@ class LocalTuner:
             status, message = "succeeded", f"{len(complete)} of {len(self._rows)} trials completed"
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
         message += f"; {pruned} pruned, {self._failures} failed"
-        outcome = TuningOutcome(opts.name, "optuna", status, message=message,
-                                trials=sorted(self._rows, key=lambda r: r["number"]))
+        outcome = TuningOutcome(
+            opts.name, "optuna", status, message=message, trials=sorted(self._rows, key=lambda r: r["number"])
+        )
         if best is not None:
             outcome.best_trial = f"trial-{best.number}"
             outcome.best_value = float(best.value)
@@ -342,8 +385,15 @@ class LocalTuner:
         return outcome
 
 
-def run_local(settings, space: SearchSpace, options: TuningOptions, *, store=None, work_root: Path | None = None,
-              **tuner_kwargs: Any) -> TuningOutcome:
+def run_local(
+    settings,
+    space: SearchSpace,
+    options: TuningOptions,
+    *,
+    store=None,
+    work_root: Path | None = None,
+    **tuner_kwargs: Any,
+) -> TuningOutcome:
     """Resolve the training data once, run the study with :class:`LocalTuner`, record it in ``store``.
 
     Args:
@@ -361,27 +411,25 @@ def run_local(settings, space: SearchSpace, options: TuningOptions, *, store=Non
     Raises:
         alpr.metadata.AlreadyExists: a study with the same name was recorded before.
     """
-    from alpr.tuning.data import resolve_training_data
-    from alpr.tuning.results import finish_study, start_study
 
     work_root = Path(work_root or Path(settings.cache_dir) / "tuning" / options.name)
     if store is not None:
         start_study(store, "optuna", space, options)
     try:
-        data_root, _ = resolve_training_data(settings, options.data, work_root / "data",
-                                             fractions=options.split_fractions, split_seed=options.split_seed)
+        data_root, _ = resolve_training_data(
+            settings, options.data, work_root / "data", fractions=options.split_fractions, split_seed=options.split_seed
+        )
         env = {**os.environ, **settings.environ()}
-        tuner = LocalTuner(space, options, data_root=data_root, work_root=work_root, store=store, env=env,
-                           **tuner_kwargs)
+        tuner = LocalTuner(
+            space, options, data_root=data_root, work_root=work_root, store=store, env=env, **tuner_kwargs
+        )
         started = time.monotonic()
         outcome = tuner.run()
         outcome.message += f"; {time.monotonic() - started:.0f} s"
     except BaseException as exc:
         if store is not None:
-            finish_study(store, TuningOutcome(options.name, "optuna", "failed", message=f"{type(exc).__name__}: "
-                                                                                          f"{exc}"))
+            finish_study(store, TuningOutcome(options.name, "optuna", "failed", message=f"{type(exc).__name__}: {exc}"))
         raise
     if store is not None:
         finish_study(store, outcome)
     return outcome
-

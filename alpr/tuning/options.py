@@ -6,7 +6,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from alpr.defaults import TRAINING_DEFAULTS
+from alpr.defaults import TRAINING_DEFAULTS, TUNING_DEFAULTS, component_image
 from alpr.tuning.collector import ADDITIONAL_METRICS, OBJECTIVE
 
 #: Search algorithms, by their Katib names (the local twin maps each to an Optuna sampler).
@@ -16,6 +16,14 @@ _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _MAX_NAME = 40
 #: Characters allowed in values that end up on a trial's command line (Katib joins the args into a shell line).
 _SHELL_SAFE = re.compile(r"[\w./:@+=,-]+")
+#: The Hyperparameters fields every trial of a study gets unchanged: the pipeline's, not searched.
+FIXED_HYPERPARAMETERS: tuple[str, ...] = ("epochs", "val_interval", "seed")
+
+
+def default_fixed() -> dict[str, object]:
+    """``{field: the pipeline's default}`` for :data:`FIXED_HYPERPARAMETERS`
+    (:data:`alpr.defaults.TRAINING_DEFAULTS`)."""
+    return {k: TRAINING_DEFAULTS[k] for k in FIXED_HYPERPARAMETERS}
 
 
 def default_study_name() -> str:
@@ -35,7 +43,8 @@ def study_name_for(run_name: str) -> str:
 
 @dataclass
 class TuningOptions:
-    """What to tune and how; the Katib Experiment and the Optuna study read the same fields.
+    """What to tune and how; the Katib Experiment and the Optuna study read the same fields. The defaults of the
+    data, split, config, fixed hyperparameters and study size are the pipeline's (:mod:`alpr.defaults`).
 
     Attributes:
         name: study / Experiment name (DNS-1123 label, at most 40 characters).
@@ -55,34 +64,33 @@ class TuningOptions:
         min_trials_required: completed trials before median stopping starts (``min_trials_required``).
         start_step: reports a trial must have made before it can be stopped (``start_step``).
         fixed: Hyperparameters fields every trial gets unchanged (default: the pipeline's epochs, val_interval
-            and seed, :data:`alpr.defaults.TRAINING_DEFAULTS`).
+            and seed, :func:`default_fixed`).
         config: leaf mmdetection config of the trials (default: the pipeline's).
         random_state: seed of the search algorithm.
         timeout_s: give up waiting after this many seconds (None: no limit). Local: running trials are killed.
         num_workers: dataloader workers of each trial.
         namespace: Kubernetes namespace of the Experiment.
-        image: the trials' image (the components image, ``components.COMPONENT_IMAGE``).
+        image: the trials' image (the components image, :func:`alpr.defaults.component_image`).
         service_account: the trials' service account (None: the namespace's default).
         cpu: CPU request (and limit) of a trial.
         memory: memory request (and limit) of a trial.
         gpus: GPUs per trial (0: none; the resource name, node selector and tolerations are those of
-            :class:`alpr.kfp_platform.PlatformSettings`, as for Train).
+            :class:`alpr.kubeflow.platform.PlatformSettings`, as for Train).
 
-    The trials' backend settings (Secrets, ConfigMap) are the pipeline's: :class:`alpr.kfp_platform.PlatformSettings`.
+    The trials' backend settings (Secrets, ConfigMap) are the pipeline's: :class:`alpr.kubeflow.platform.PlatformSettings`.
 
     Raises:
         ValueError: a value out of range, naming the field.
     """
 
     name: str = field(default_factory=default_study_name)
-    data: str = TRAINING_DEFAULTS["annotation_version"]
-    split_fractions: tuple[float, float, float] = tuple(TRAINING_DEFAULTS[f"{s}_fraction"]
-                                                        for s in ("train", "val", "test"))
-    split_seed: int = TRAINING_DEFAULTS["split_seed"]
-    algorithm: str = "tpe"
-    max_trials: int = 12
-    parallel: int = 2
-    max_failed: int = 3
+    data: str = TRAINING_DEFAULTS.annotation_version
+    split_fractions: tuple[float, float, float] = TRAINING_DEFAULTS.split_fractions
+    split_seed: int = TRAINING_DEFAULTS.split_seed
+    algorithm: str = TUNING_DEFAULTS.tune_algorithm
+    max_trials: int = TUNING_DEFAULTS.tune_max_trials
+    parallel: int = TUNING_DEFAULTS.tune_parallel
+    max_failed: int = TUNING_DEFAULTS.tune_max_failed
     objective: str = OBJECTIVE
     direction: str = "maximize"
     additional_metrics: tuple[str, ...] = ADDITIONAL_METRICS
@@ -90,9 +98,8 @@ class TuningOptions:
     early_stopping: bool = True
     min_trials_required: int = 3
     start_step: int = 2
-    fixed: dict = field(default_factory=lambda: {k: TRAINING_DEFAULTS[k]
-                                                 for k in ("epochs", "val_interval", "seed")})
-    config: str = TRAINING_DEFAULTS["config"]
+    fixed: dict = field(default_factory=default_fixed)
+    config: str = TRAINING_DEFAULTS.config
     random_state: int = 0
     timeout_s: float | None = None
     num_workers: int = 1
@@ -105,16 +112,21 @@ class TuningOptions:
 
     def __post_init__(self) -> None:
         if not self.image:
-            from components import COMPONENT_IMAGE
-
-            self.image = COMPONENT_IMAGE
+            self.image = component_image()
         problems = []
         if not (_NAME.fullmatch(self.name) and len(self.name) <= _MAX_NAME):
             problems.append(f"name={self.name!r} (lower-case letters, digits and '-', at most {_MAX_NAME})")
         if self.algorithm not in ALGORITHMS:
             problems.append(f"algorithm={self.algorithm!r} (one of {', '.join(ALGORITHMS)})")
-        for key, low in (("max_trials", 1), ("parallel", 1), ("max_failed", 0), ("min_trials_required", 1),
-                         ("start_step", 1), ("num_workers", 0), ("gpus", 0)):
+        for key, low in (
+            ("max_trials", 1),
+            ("parallel", 1),
+            ("max_failed", 0),
+            ("min_trials_required", 1),
+            ("start_step", 1),
+            ("num_workers", 0),
+            ("gpus", 0),
+        ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 problems.append(f"{key}={value!r} (an integer >= {low})")
@@ -128,12 +140,17 @@ class TuningOptions:
     def check_shell_safe(self) -> None:
         """Raise ValueError unless the values that reach a Katib trial's command line are shell-safe (Katib's
         StdOut collector joins the container's command and args into one ``sh -c`` line)."""
-        bad = [f"{key}={getattr(self, key)!r}" for key in ("data", "config", "image", "objective")
-               if not _SHELL_SAFE.fullmatch(str(getattr(self, key)))]
+        bad = [
+            f"{key}={getattr(self, key)!r}"
+            for key in ("data", "config", "image", "objective")
+            if not _SHELL_SAFE.fullmatch(str(getattr(self, key)))
+        ]
         bad += [f"fixed[{k!r}]={v!r}" for k, v in self.fixed.items() if not _SHELL_SAFE.fullmatch(str(v))]
         if bad:
-            raise ValueError("tuning option(s) unsafe on a trial's command line (letters, digits and ./:@+=,-_ "
-                             "only): " + "; ".join(bad))
+            raise ValueError(
+                "tuning option(s) unsafe on a trial's command line (letters, digits and ./:@+=,-_ "
+                "only): " + "; ".join(bad)
+            )
 
     @property
     def metric_names(self) -> list[str]:

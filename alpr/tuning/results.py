@@ -7,14 +7,29 @@ import json
 from pathlib import Path
 from typing import Any
 
+from alpr.model.training import Hyperparameters
 from alpr.tuning.options import TuningOptions
 from alpr.tuning.space import SearchSpace
 
 
 def _settings_json(options: TuningOptions) -> dict:
     """The options worth recording with a study (no image pull secrets or the like exist in them)."""
-    keep = ("data", "max_trials", "parallel", "max_failed", "goal", "early_stopping", "min_trials_required",
-            "start_step", "fixed", "config", "random_state", "timeout_s", "namespace", "image")
+    keep = (
+        "data",
+        "max_trials",
+        "parallel",
+        "max_failed",
+        "goal",
+        "early_stopping",
+        "min_trials_required",
+        "start_step",
+        "fixed",
+        "config",
+        "random_state",
+        "timeout_s",
+        "namespace",
+        "image",
+    )
     return {k: getattr(options, k) for k in keep}
 
 
@@ -25,18 +40,28 @@ def start_study(store, backend: str, space: SearchSpace, options: TuningOptions)
         alpr.metadata.AlreadyExists: a study of that name was recorded before.
     """
     with store.transaction() as tx:
-        return tx.start_tuning_study(options.name, backend=backend, algorithm=options.algorithm,
-                                     objective=options.objective, direction=options.direction,
-                                     search_space=space.to_json(), settings=_settings_json(options))
+        return tx.start_tuning_study(
+            options.name,
+            backend=backend,
+            algorithm=options.algorithm,
+            objective=options.objective,
+            direction=options.direction,
+            search_space=space.to_json(),
+            settings=_settings_json(options),
+        )
 
 
 def finish_study(store, outcome) -> int:
     """Record how the study ended (:class:`alpr.tuning.local.TuningOutcome`); return its id."""
     with store.transaction() as tx:
-        return tx.finish_tuning_study(outcome.name, outcome.status, best_trial=outcome.best_trial,
-                                      best_value=outcome.best_value,
-                                      best_params=outcome.best_params if outcome.best_trial else None,
-                                      message=outcome.message)
+        return tx.finish_tuning_study(
+            outcome.name,
+            outcome.status,
+            best_trial=outcome.best_trial,
+            best_value=outcome.best_value,
+            best_params=outcome.best_params if outcome.best_trial else None,
+            message=outcome.message,
+        )
 
 
 def record_trials(store, study: str, rows: list[dict]) -> int:
@@ -50,9 +75,16 @@ def record_trials(store, study: str, rows: list[dict]) -> int:
 
 def outcome_json(outcome) -> dict:
     """A JSON-able summary of a study's outcome (what ``--katib`` prints and the Tune step returns)."""
-    return {"study": outcome.name, "backend": outcome.backend, "status": outcome.status,
-            "best_trial": outcome.best_trial, "best_value": outcome.best_value,
-            "hyperparameters": outcome.best_params, "metrics": outcome.best_metrics, "message": outcome.message}
+    return {
+        "study": outcome.name,
+        "backend": outcome.backend,
+        "status": outcome.status,
+        "best_trial": outcome.best_trial,
+        "best_value": outcome.best_value,
+        "hyperparameters": outcome.best_params,
+        "metrics": outcome.best_metrics,
+        "message": outcome.message,
+    }
 
 
 def load_tuned_params(ref: str, store=None) -> dict[str, Any]:
@@ -70,7 +102,6 @@ def load_tuned_params(ref: str, store=None) -> dict[str, Any]:
         LookupError: no such study, or it has no best trial (the message names it and the store).
         ValueError: the JSON holds keys that are not Hyperparameters fields, or values they refuse.
     """
-    from alpr.training import Hyperparameters
 
     path = Path(ref)
     if ref.endswith(".json") or path.is_file():
@@ -86,8 +117,10 @@ def load_tuned_params(ref: str, store=None) -> dict[str, Any]:
         study = store.latest_tuning_study() if ref == "latest" else store.get_tuning_study(ref)
         where = f"the metadata store {store.url_for_display}"
         if study is None:
-            raise LookupError(f"tuned parameters {ref!r}: no {'finished tuning study' if ref == 'latest' else 'study'}"
-                              f" {'' if ref == 'latest' else repr(ref) + ' '}in {where}")
+            raise LookupError(
+                f"tuned parameters {ref!r}: no {'finished tuning study' if ref == 'latest' else 'study'}"
+                f" {'' if ref == 'latest' else repr(ref) + ' '}in {where}"
+            )
         params = study["best_params"]
         if params is None:
             raise LookupError(f"tuning study {study['name']!r} ({study['status']}) has no best trial in {where}")
@@ -96,7 +129,9 @@ def load_tuned_params(ref: str, store=None) -> dict[str, Any]:
     fields = {f.name for f in dataclasses.fields(Hyperparameters)}
     unknown = sorted(set(params) - fields)
     if unknown:
-        raise ValueError(f"tuned parameters in {where}: {', '.join(unknown)} not Hyperparameters fields "
-                         f"({', '.join(sorted(fields))})")
+        raise ValueError(
+            f"tuned parameters in {where}: {', '.join(unknown)} not Hyperparameters fields "
+            f"({', '.join(sorted(fields))})"
+        )
     Hyperparameters(**params)  # refuses bad values, naming them
     return dict(params)

@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from alpr.metadata import MetadataStore
+from alpr.tuning import katib
 from alpr.tuning.local import TuningOutcome, run_local
 from alpr.tuning.options import TuningOptions
+from alpr.tuning.results import finish_study, record_trials, start_study
 from alpr.tuning.space import SearchSpace, default_space
 
 log = logging.getLogger(__name__)
@@ -26,8 +29,15 @@ class TuningFailed(RuntimeError):
     best trial; the message says why and where the study is recorded."""
 
 
-def run_katib(space: SearchSpace, options: TuningOptions, *, store=None, api=None, poll_s: float = 15.0,
-              on_progress: Callable[[str], None] = print) -> TuningOutcome:
+def run_katib(
+    space: SearchSpace,
+    options: TuningOptions,
+    *,
+    store=None,
+    api=None,
+    poll_s: float = 15.0,
+    on_progress: Callable[[str], None] = print,
+) -> TuningOutcome:
     """Create the Katib Experiment of ``options``, follow it, record it and its trials; return the outcome.
 
     Args:
@@ -42,8 +52,6 @@ def run_katib(space: SearchSpace, options: TuningOptions, *, store=None, api=Non
         alpr.tuning.katib.KatibError: the Experiment could not be created, failed (``ExperimentFailed``) or did not
             finish in time (``ExperimentTimeout``); the study is recorded as failed / timeout with its trials.
     """
-    from alpr.tuning import katib
-    from alpr.tuning.results import finish_study, record_trials, start_study
 
     experiment = katib.render_experiment(space, options)
     api = api if api is not None else katib.custom_objects_api()
@@ -53,21 +61,32 @@ def run_katib(space: SearchSpace, options: TuningOptions, *, store=None, api=Non
     outcome = TuningOutcome(name, "katib", "failed")
     try:
         katib.create_experiment(api, experiment)
-        on_progress(f"created Katib Experiment {ns}/{name} ({options.algorithm}, {options.max_trials} trials, "
-                    f"{options.parallel} at once)")
-        final = katib.follow_experiment(api, name, ns, timeout_s=options.timeout_s, poll_s=poll_s,
-                                        on_progress=on_progress)
+        on_progress(
+            f"created Katib Experiment {ns}/{name} ({options.algorithm}, {options.max_trials} trials, "
+            f"{options.parallel} at once)"
+        )
+        final = katib.follow_experiment(
+            api, name, ns, timeout_s=options.timeout_s, poll_s=poll_s, on_progress=on_progress
+        )
         best = katib.best_trial(final, space)
-        outcome = TuningOutcome(name, "katib", "succeeded", best.name, best.metrics.get(options.objective),
-                                {**options.fixed, **best.parameters}, best.metrics,
-                                katib.list_trials(api, final, space), message=katib.progress_line(final))
+        outcome = TuningOutcome(
+            name,
+            "katib",
+            "succeeded",
+            best.name,
+            best.metrics.get(options.objective),
+            {**options.fixed, **best.parameters},
+            best.metrics,
+            katib.list_trials(api, final, space),
+            message=katib.progress_line(final),
+        )
     except katib.KatibError as exc:
         outcome.status = "timeout" if isinstance(exc, katib.ExperimentTimeout) else "failed"
         outcome.message = str(exc)
         try:  # keep what the trials did, best effort: the error above is the one to report
             current = api.get_namespaced_custom_object(katib.GROUP, katib.VERSION, ns, katib.PLURAL, name)
             outcome.trials = katib.list_trials(api, current, space)
-        except Exception as inner:  # noqa: BLE001
+        except Exception as inner:
             log.warning("could not read the trials of %s/%s: %s", ns, name, inner)
         if store is not None:
             record_trials(store, name, outcome.trials)
@@ -79,8 +98,16 @@ def run_katib(space: SearchSpace, options: TuningOptions, *, store=None, api=Non
     return outcome
 
 
-def tune(settings, options: TuningOptions, *, backend: str = "auto", space: SearchSpace | None = None, store=None,
-         on_progress: Callable[[str], None] = print, **kwargs) -> TuningOutcome:
+def tune(
+    settings,
+    options: TuningOptions,
+    *,
+    backend: str = "auto",
+    space: SearchSpace | None = None,
+    store=None,
+    on_progress: Callable[[str], None] = print,
+    **kwargs,
+) -> TuningOutcome:
     """Run the study of ``options`` on Katib or locally; return its outcome.
 
     Args:
@@ -97,8 +124,6 @@ def tune(settings, options: TuningOptions, *, backend: str = "auto", space: Sear
         TuningFailed: the local study failed, or timed out without a best trial.
         alpr.tuning.katib.KatibError: the Katib Experiment could not be created, failed or timed out.
     """
-    from alpr.metadata import MetadataStore
-    from alpr.tuning import katib
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown tuning backend {backend!r}: one of {', '.join(BACKENDS)}")
@@ -110,8 +135,10 @@ def tune(settings, options: TuningOptions, *, backend: str = "auto", space: Sear
         return run_katib(space, options, store=store, on_progress=on_progress, **kwargs)
     outcome = run_local(settings, space, options, store=store, on_progress=on_progress, **kwargs)
     if outcome.status == "failed" or outcome.best_trial is None:
-        raise TuningFailed(f"tuning study {outcome.name} {outcome.status}: {outcome.message} (trials recorded in "
-                           f"{store.url_for_display}; logs in {settings.cache_dir}/tuning/{outcome.name})")
+        raise TuningFailed(
+            f"tuning study {outcome.name} {outcome.status}: {outcome.message} (trials recorded in "
+            f"{store.url_for_display}; logs in {settings.cache_dir}/tuning/{outcome.name})"
+        )
     if outcome.status == "timeout":
         log.warning("tuning study %s timed out; using its best trial so far, %s", outcome.name, outcome.best_trial)
     return outcome

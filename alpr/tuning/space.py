@@ -16,10 +16,10 @@ discrete (numbers)            ``CategoricalDistribution(list)`` (numbers)
 categorical (strings)         ``CategoricalDistribution(list)`` (strings)
 ============================  ==========================================================
 
-Parameter names are fields of :class:`alpr.training.Hyperparameters`; the trial entry point
+Parameter names are fields of :class:`alpr.model.training.Hyperparameters`; the trial entry point
 (:mod:`alpr.tuning.trial`) takes each as ``--<name with dashes>``. Katib hands values to the trial as strings,
 possibly as ``"320.0"`` for a discrete integer: the entry point accepts every value this space can produce, which
-``tests/test_tuning_space.py`` checks by walking the space (:meth:`Parameter.walk`) against the entry point's parser.
+``tests/unit/tuning/test_space.py`` checks by walking the space (:meth:`Parameter.walk`) against the entry point's parser.
 
 Why these parameters (see the measurements in the README and ``docs/``): the input size dominates both cost and the
 readability of small characters; AdamW's learning rate and weight decay decide whether RTMDet-tiny converges
@@ -35,6 +35,8 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from alpr.model.training import Hyperparameters
 
 #: Katib parameter types.
 PARAMETER_TYPES = ("double", "int", "discrete", "categorical")
@@ -56,7 +58,7 @@ class Parameter:
     """One tunable hyperparameter, in Katib's terms.
 
     Attributes:
-        name: a field of :class:`alpr.training.Hyperparameters` (also the Katib parameter name).
+        name: a field of :class:`alpr.model.training.Hyperparameters` (also the Katib parameter name).
         type: ``"double"``, ``"int"``, ``"discrete"`` (a list of numbers) or ``"categorical"`` (a list of strings).
         min: lower bound (``double``/``int``), inclusive.
         max: upper bound (``double``/``int``), inclusive.
@@ -90,8 +92,9 @@ class Parameter:
             if self.values:
                 raise ValueError(f"{where}: a {self.type} parameter takes min/max, not values")
             if self.distribution not in DISTRIBUTIONS:
-                raise ValueError(f"{where}: distribution must be one of {', '.join(DISTRIBUTIONS)}, "
-                                 f"got {self.distribution!r}")
+                raise ValueError(
+                    f"{where}: distribution must be one of {', '.join(DISTRIBUTIONS)}, got {self.distribution!r}"
+                )
             if self.distribution == "logUniform" and (self.min <= 0 or self.step is not None):
                 raise ValueError(f"{where}: a logUniform distribution needs min > 0 and no step")
             if self.type == "int" and not all(float(v).is_integer() for v in (self.min, self.max, self.step or 1)):
@@ -103,8 +106,9 @@ class Parameter:
                 raise ValueError(f"{where}: a {self.type} parameter needs a non-empty list of distinct values")
             if self.min is not None or self.max is not None or self.step is not None:
                 raise ValueError(f"{where}: a {self.type} parameter takes values, not min/max/step")
-            if self.type == "discrete" and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                   for v in self.values):
+            if self.type == "discrete" and not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values
+            ):
                 raise ValueError(f"{where}: discrete values must be numbers, got {self.values!r}")
             if self.type == "categorical" and not all(isinstance(v, str) and v for v in self.values):
                 raise ValueError(f"{where}: categorical values must be non-empty strings, got {self.values!r}")
@@ -135,9 +139,15 @@ class Parameter:
         kind, space = spec["parameterType"], spec["feasibleSpace"]
         if kind in ("double", "int"):
             num = float if kind == "double" else _int_string
-            return cls(spec["name"], kind, num(space["min"]), num(space["max"]),
-                       num(space["step"]) if space.get("step") else None,
-                       distribution=space.get("distribution", "uniform"), description=description)
+            return cls(
+                spec["name"],
+                kind,
+                num(space["min"]),
+                num(space["max"]),
+                num(space["step"]) if space.get("step") else None,
+                distribution=space.get("distribution", "uniform"),
+                description=description,
+            )
         values = tuple(_number_string(v) for v in space["list"]) if kind == "discrete" else tuple(space["list"])
         return cls(spec["name"], kind, values=values, description=description)
 
@@ -148,8 +158,9 @@ class Parameter:
 
         log = self.distribution == "logUniform"
         if self.type == "double":
-            return FloatDistribution(float(self.min), float(self.max), log=log,
-                                     step=None if self.step is None else float(self.step))
+            return FloatDistribution(
+                float(self.min), float(self.max), log=log, step=None if self.step is None else float(self.step)
+            )
         if self.type == "int":
             return IntDistribution(int(self.min), int(self.max), log=log, step=1 if log else int(self.step or 1))
         return CategoricalDistribution(list(self.values))
@@ -173,7 +184,7 @@ class Parameter:
         if self.type == "int":
             step = 1 if self.distribution == "logUniform" else int(self.step or 1)
             values = range(int(self.min), int(self.max) + 1, step)
-            for v in (values if len(values) <= 2000 else [*values[:1000], *values[-1000:]]):
+            for v in values if len(values) <= 2000 else [*values[:1000], *values[-1000:]]:
                 yield str(v)
                 yield f"{v}.0"
             return
@@ -252,8 +263,10 @@ class SearchSpace:
         fields = {f.name for f in dataclasses.fields(hyperparameters_cls)}
         unknown = [n for n in self.names if n not in fields]
         if unknown:
-            raise ValueError(f"search space parameter(s) {', '.join(unknown)} are not fields of "
-                             f"{hyperparameters_cls.__name__} ({', '.join(sorted(fields))})")
+            raise ValueError(
+                f"search space parameter(s) {', '.join(unknown)} are not fields of "
+                f"{hyperparameters_cls.__name__} ({', '.join(sorted(fields))})"
+            )
 
     def katib(self) -> list[dict]:
         """The Experiment's ``spec.parameters``."""
@@ -304,20 +317,21 @@ class SearchSpace:
 
 
 def default_space() -> SearchSpace:
-    """The project's search space over :class:`alpr.training.Hyperparameters`.
+    """The project's search space over :class:`alpr.model.training.Hyperparameters`.
 
     Raises:
         ValueError: a parameter is not a field of Hyperparameters (kept in step by a test).
     """
-    from alpr.training import Hyperparameters
 
     params = [
-        Parameter("lr", "double", 5e-4, 1e-2, distribution="logUniform",
-                  description="AdamW base learning rate"),
-        Parameter("weight_decay", "double", 1e-3, 0.2, distribution="logUniform",
-                  description="AdamW weight decay"),
-        Parameter("input_size", "discrete", values=(256, 320, 384, 448),
-                  description="square network input, pixels (multiples of 32)"),
+        Parameter("lr", "double", 5e-4, 1e-2, distribution="logUniform", description="AdamW base learning rate"),
+        Parameter("weight_decay", "double", 1e-3, 0.2, distribution="logUniform", description="AdamW weight decay"),
+        Parameter(
+            "input_size",
+            "discrete",
+            values=(256, 320, 384, 448),
+            description="square network input, pixels (multiples of 32)",
+        ),
         Parameter("batch_size", "discrete", values=(4, 8, 16), description="images per iteration"),
     ]
     space = SearchSpace(tuple(params))

@@ -4,12 +4,12 @@
         --lr 0.004 --weight-decay 0.05 --input-size 320 --batch-size 8
 
 Katib runs it in each trial's Job (with ``${trialParameters.…}`` filled in), the local twin runs it as a
-subprocess. It trains with the pipeline's own code (:func:`alpr.training.build_config` +
-:func:`alpr.training.train`, the config's validation with EIR and COCO mAP), adds
+subprocess. It trains with the pipeline's own code (:func:`alpr.model.training.build_config` +
+:func:`alpr.model.training.train`, the config's validation with EIR and COCO mAP), adds
 :class:`alpr.tuning.hook.TrialMetricsHook`, which prints ``eir``, ``mAP`` and ``loss`` after every validation in
 the collector format (:mod:`alpr.tuning.collector`), and ends with one ``final metrics: {json}`` line.
 
-Every :class:`alpr.training.Hyperparameters` field is a flag (``--input-size`` for ``input_size``). Numbers are
+Every :class:`alpr.model.training.Hyperparameters` field is a flag (``--input-size`` for ``input_size``). Numbers are
 read leniently, as a suggestion service may write them: an integer flag takes ``320`` and ``320.0`` (not
 ``320.5``); a float flag takes any finite spelling (``0.001``, ``1e-03``). The values are then checked by
 ``Hyperparameters`` itself (e.g. the input size must be a multiple of 32): a bad value exits with status 2 and a
@@ -31,7 +31,14 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from alpr.training import DEFAULT_CONFIG, Hyperparameters
+from alpr import logs, spec
+from alpr.data.repo import DatasetRepoError
+from alpr.defaults import TRAINING_DEFAULTS
+from alpr.model.metrics import short_metrics
+from alpr.model.training import DEFAULT_CONFIG, Hyperparameters, build_config, train
+from alpr.settings import load_settings
+from alpr.tuning.data import resolve_training_data
+from alpr.tuning.space import katib_number
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +72,16 @@ def _bool_value(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"not a boolean (true/false): {text!r}")
 
 
-_READERS = {"float": _float_value, "int": _int_value, "bool": _bool_value, "str": str,
-            float: _float_value, int: _int_value, bool: _bool_value, str: str}
+_READERS = {
+    "float": _float_value,
+    "int": _int_value,
+    "bool": _bool_value,
+    "str": str,
+    float: _float_value,
+    int: _int_value,
+    bool: _bool_value,
+    str: str,
+}
 
 
 def flag(name: str) -> str:
@@ -89,7 +104,6 @@ def trial_argv(space, options, values: dict[str, str], *, data: str | None = Non
         ValueError: a fixed hyperparameter is also searched or is not a Hyperparameters field; a searched
             parameter has no value.
     """
-    from alpr.tuning.space import katib_number
 
     fields = {f.name for f in dataclasses.fields(Hyperparameters)}
     clash = sorted(set(options.fixed) & set(space.names))
@@ -100,11 +114,18 @@ def trial_argv(space, options, values: dict[str, str], *, data: str | None = Non
     problems += [f"no value for {', '.join(missing)}"] if missing else []
     if problems:
         raise ValueError("trial arguments: " + "; ".join(problems))
-    args = [f"--data={data or options.data}", f"--config={options.config}", f"--num-workers={options.num_workers}",
-            "--split-fractions", *(katib_number(f) for f in options.split_fractions),
-            f"--split-seed={options.split_seed}"]
-    args += [f"{flag(k)}={katib_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v}"
-             for k, v in sorted(options.fixed.items())]
+    args = [
+        f"--data={data or options.data}",
+        f"--config={options.config}",
+        f"--num-workers={options.num_workers}",
+        "--split-fractions",
+        *(katib_number(f) for f in options.split_fractions),
+        f"--split-seed={options.split_seed}",
+    ]
+    args += [
+        f"{flag(k)}={katib_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v}"
+        for k, v in sorted(options.fixed.items())
+    ]
     args += [f"{flag(name)}={values[name]}" for name in space.names]
     return args
 
@@ -115,27 +136,47 @@ def build_parser() -> argparse.ArgumentParser:
     Raises:
         TypeError: a Hyperparameters field has a type the parser cannot read (not float/int/bool/str).
     """
-    p = argparse.ArgumentParser(prog="python -m alpr.tuning.trial", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True,
-                   help="training data: a training-version folder, a training version or an annotation version")
+    p = argparse.ArgumentParser(
+        prog="python -m alpr.tuning.trial",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="training data: a training-version folder, a training version or an annotation version",
+    )
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"leaf config in configs/ (default {DEFAULT_CONFIG})")
-    p.add_argument("--work-dir", type=Path, default=None,
-                   help="mmengine work dir (default: <cache>/tuning/trials/<unique>)")
+    p.add_argument(
+        "--work-dir", type=Path, default=None, help="mmengine work dir (default: <cache>/tuning/trials/<unique>)"
+    )
     p.add_argument("--num-workers", type=_int_value, default=1, help="dataloader worker processes (default 1)")
-    p.add_argument("--split-fractions", type=_float_value, nargs=3, default=(0.8, 0.1, 0.1),
-                   metavar=("TRAIN", "VAL", "TEST"), help="split of an annotation version (default 0.8 0.1 0.1)")
-    p.add_argument("--split-seed", type=_int_value, default=0, help="split seed of an annotation version")
-    p.add_argument("--keep-checkpoints", action="store_true",
-                   help="keep the trial's checkpoints (default: delete them after training; the config and logs "
-                        "stay)")
-    group = p.add_argument_group("hyperparameters (alpr.training.Hyperparameters)")
+    fractions = TRAINING_DEFAULTS.split_fractions
+    p.add_argument(
+        "--split-fractions",
+        type=_float_value,
+        nargs=3,
+        default=fractions,
+        metavar=tuple(s.upper() for s in spec.SPLITS),
+        help=f"split of an annotation version (default {' '.join(map(str, fractions))})",
+    )
+    p.add_argument(
+        "--split-seed",
+        type=_int_value,
+        default=TRAINING_DEFAULTS.split_seed,
+        help=f"split seed of an annotation version (default {TRAINING_DEFAULTS.split_seed})",
+    )
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep the trial's checkpoints (default: delete them after training; the config and logs stay)",
+    )
+    group = p.add_argument_group("hyperparameters (alpr.model.training.Hyperparameters)")
     for f in dataclasses.fields(Hyperparameters):
         reader = _READERS.get(f.type)
         if reader is None:
             raise TypeError(f"Hyperparameters.{f.name}: type {f.type!r} has no command-line reader")
-        group.add_argument(flag(f.name), dest=f.name, type=reader, default=f.default,
-                           help=f"(default: {f.default})")
+        group.add_argument(flag(f.name), dest=f.name, type=reader, default=f.default, help=f"(default: {f.default})")
     return p
 
 
@@ -155,9 +196,18 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, H
     return args, hp
 
 
-def run_trial(settings, data: str, hp: Hyperparameters, *, work_dir: Path, config: str = DEFAULT_CONFIG,
-              num_workers: int = 1, split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-              split_seed: int = 0, keep_checkpoints: bool = False) -> dict:
+def run_trial(
+    settings,
+    data: str,
+    hp: Hyperparameters,
+    *,
+    work_dir: Path,
+    config: str = DEFAULT_CONFIG,
+    num_workers: int = 1,
+    split_fractions: tuple[float, float, float] = TRAINING_DEFAULTS.split_fractions,
+    split_seed: int = TRAINING_DEFAULTS.split_seed,
+    keep_checkpoints: bool = False,
+) -> dict:
     """Train ``hp`` on ``data`` with the pipeline's training code, printing metric lines after every validation.
 
     Args:
@@ -175,14 +225,12 @@ def run_trial(settings, data: str, hp: Hyperparameters, *, work_dir: Path, confi
         ``{"metrics": {eir, plate_precision, char_accuracy, mAP, mAP_50} of the last validation,
         "training_version": name or None, "config_hash", "work_dir"}``.
     """
-    from alpr.evaluation import short_metrics
-    from alpr.training import build_config, train
-    from alpr.tuning import hook  # noqa: F401 - registers TrialMetricsHook
-    from alpr.tuning.data import resolve_training_data
+    from alpr.tuning import hook  # noqa: F401  (mmdet-dependent: registers TrialMetricsHook named by the config)
 
     work_dir = Path(work_dir)
-    data_root, version = resolve_training_data(settings, data, work_dir / "data", fractions=split_fractions,
-                                               split_seed=split_seed)
+    data_root, version = resolve_training_data(
+        settings, data, work_dir / "data", fractions=split_fractions, split_seed=split_seed
+    )
     cfg = build_config(data_root, work_dir / "train", hp, config=config, num_workers=num_workers)
     imports = list((cfg.get("custom_imports") or {}).get("imports", []))
     cfg.custom_imports = dict(imports=[*imports, "alpr.tuning.hook"], allow_failed_imports=False)
@@ -192,26 +240,37 @@ def run_trial(settings, data: str, hp: Hyperparameters, *, work_dir: Path, confi
         for ckpt in result.checkpoints:
             ckpt.unlink(missing_ok=True)
         (result.work_dir / "last_checkpoint").unlink(missing_ok=True)
-    return {"metrics": short_metrics(result.val_metrics), "training_version": version,
-            "config_hash": result.config_hash, "work_dir": str(work_dir)}
+    return {
+        "metrics": short_metrics(result.val_metrics),
+        "training_version": version,
+        "config_hash": result.config_hash,
+        "work_dir": str(work_dir),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (see the module docstring)."""
     args, hp = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from alpr.dataset_repo import DatasetRepoError
-    from alpr.settings import load_settings
+    logs.setup()
 
     settings = load_settings()
-    work_dir = args.work_dir or Path(settings.cache_dir) / "tuning" / "trials" / \
-        f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    work_dir = (
+        args.work_dir
+        or Path(settings.cache_dir) / "tuning" / "trials" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    )
     log.info("trial %s in %s", dataclasses.asdict(hp), work_dir)
     try:
-        out = run_trial(settings, args.data, hp, work_dir=work_dir, config=args.config,
-                        num_workers=args.num_workers, split_fractions=tuple(args.split_fractions),
-                        split_seed=args.split_seed, keep_checkpoints=args.keep_checkpoints)
+        out = run_trial(
+            settings,
+            args.data,
+            hp,
+            work_dir=work_dir,
+            config=args.config,
+            num_workers=args.num_workers,
+            split_fractions=tuple(args.split_fractions),
+            split_seed=args.split_seed,
+            keep_checkpoints=args.keep_checkpoints,
+        )
     except (FileNotFoundError, LookupError, DatasetRepoError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

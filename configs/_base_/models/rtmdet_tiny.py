@@ -1,6 +1,7 @@
 # RTMDet-tiny (mmdetection's rtmdet_tiny_8xb32-300e_coco architecture), plain BN for CPU training, trained
-# from scratch (no pretrained backbone can be downloaded offline). Classes: the 17 of PLATE_SPEC.md.
-num_classes = 17
+# from scratch (no pretrained backbone can be downloaded offline).
+# Set by alpr.model.training.build_config, so not here: bbox_head num_classes (len(alpr.spec.CLASSES), the 17
+# classes of PLATE_SPEC.md; an mmengine config file cannot import alpr).
 model = dict(
     type="RTMDet",
     data_preprocessor=dict(
@@ -31,7 +32,6 @@ model = dict(
     ),
     bbox_head=dict(
         type="RTMDetSepBNHead",
-        num_classes=num_classes,
         in_channels=96,
         stacked_convs=2,
         feat_channels=96,

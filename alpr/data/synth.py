@@ -1,0 +1,959 @@
+"""Synthetic Korean-style plates drawn onto real photographs, with labelme annotations.
+
+Each sample is a photograph shipped inside an installed package (scikit-image's ``skimage/data`` files and
+matplotlib's ``mpl-data/sample_data`` images, read by path, never over the network), randomly cropped, scaled
+and flipped (or a collage of several, or a drawn street-like scene), with one or two plates pasted in
+perspective. A plate is first drawn flat (with Pillow, in one of the upright TTF faces shipped with matplotlib and
+the :data:`FONT_PACKAGES`, or with OpenCV in one of its :data:`HERSHEY_FACES`; at a random stroke weight, every glyph
+slanted and elastically distorted a little) and then warped into the photo with OpenCV; the same warp maps the
+plate's corners and every character's tight ink box, which become labelme polygons:
+
+- one ``plate_one_line`` / ``plate_two_line`` polygon per plate: its 4 warped corners, clockwise from top-left;
+- one polygon per character, labelled with the character (``0``..``9``, ``A``..``E``), in reading order.
+
+All shapes of a plate share its ``group_id`` (the plate's index in the image). Plate text, labels and physical
+aspect ratios come from :mod:`alpr.spec` (``docs/PLATE_SPEC.md``).
+
+Everything random is drawn from a :class:`numpy.random.Generator` seeded from ``(seed, index)``, so a sample
+depends on nothing else: the same seed gives byte-identical JSON and identical pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from alpr import spec
+
+#: labelme version written into every annotation file.
+LABELME_VERSION: Final = "5.4.1"
+#: scikit-image's bundled photographs used as backgrounds (file names under ``skimage/data``).
+SKIMAGE_PHOTOS: Final[tuple[str, ...]] = (
+    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "grass.png", "gravel.png",
+    "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png", "motorcycle_right.png", "rocket.jpg",
+    "retina.jpg", "page.png", "text.png", "moon.png", "coins.png", "clock_motion.png", "color.png",
+    "logo.png", "cell.png",
+)  # fmt: skip
+#: Image file suffixes taken from matplotlib's ``mpl-data/sample_data`` folder.
+PHOTO_SUFFIXES: Final[tuple[str, ...]] = (".jpg", ".jpeg", ".png")
+#: Font file names containing one of these are skipped: slanted faces, symbol/math fonts, subsets, fallback.
+EXCLUDED_FONT_MARKERS: Final[tuple[str, ...]] = (
+    "Oblique", "Italic", "Ita", "It.ttf", "Sym", "NonUni", "Display", "LastResort", "cmex", "cmsy", "cmmi", "cmti",
+)  # fmt: skip
+#: Installed Python packages that ship TTF fonts, and where inside the package (a glob): more type faces than
+#: matplotlib's, so the model sees many designs of each glyph. PyPI ``font-roboto``, ``font-source-sans-pro``,
+#: ``font-caladea`` (serif), ``font-fredoka-one`` (rounded), ``font-amatic-sc`` (hand-drawn) and ``captcha`` (which
+#: ships Droid Sans Mono, a monospaced face). A package that is not installed is skipped.
+FONT_PACKAGES: Final[dict[str, str]] = {
+    "font_roboto": "files/*.ttf", "font_source_sans_pro": "files/*.ttf", "font_caladea": "files/*.ttf",
+    "font_fredoka_one": "files/*.ttf", "font_amatic_sc": "files/*.ttf", "captcha": "data/*.ttf",
+}  # fmt: skip
+#: OpenCV 4's built-in Hershey vector faces (single-stroke and multi-stroke line drawings, unlike any outline
+#: font), used as plate faces under these names; drawn with ``cv2.putText`` at a stroke thickness chosen like an
+#: outline font's weight. The script faces are left out (cursive). (OpenCV 5 draws these names from outline
+#: fonts instead; ``requirements/constraints.txt`` pins OpenCV 4.)
+HERSHEY_FACES: Final[dict[str, int]] = {
+    "hershey:simplex": cv2.FONT_HERSHEY_SIMPLEX, "hershey:duplex": cv2.FONT_HERSHEY_DUPLEX,
+    "hershey:complex": cv2.FONT_HERSHEY_COMPLEX, "hershey:triplex": cv2.FONT_HERSHEY_TRIPLEX,
+    "hershey:plain": cv2.FONT_HERSHEY_PLAIN,
+}  # fmt: skip
+#: Glyph-level augmentation, so that the model learns characters rather than type faces: every plate gets one
+#: random horizontal shear (a slant, as a fraction of glyph height per unit height, both ways), and every glyph its
+#: own random elastic distortion (a smooth displacement field, Simard et al. 2003, "Best practices for
+#: convolutional neural networks applied to visual document analysis", section 2) and stroke-weight change
+#: (morphological dilation or erosion), each with the given probability and largest size.
+GLYPH_SHEAR: Final = (0.5, 0.18)
+GLYPH_ELASTIC: Final = (0.3, 0.035)
+GLYPH_WEIGHT: Final = (0.3, 0.035)
+#: Smoothing of the elastic displacement field, as a fraction of the glyph height (larger: smoother bends).
+GLYPH_ELASTIC_SMOOTHING: Final = 0.12
+#: Probabilities of a collage background (tiles of 2-4 photos) and of a drawn street-like background (gradient,
+#: rectangles, lines), instead of one photo: more kinds of scene than the bundled photographs alone.
+COLLAGE_PROBABILITY: Final = 0.25
+DRAWN_BACKGROUND_PROBABILITY: Final = 0.1
+
+#: Output image: long side in pixels (inclusive range) and width:height aspect ratios.
+IMAGE_LONG_SIDE: Final[tuple[int, int]] = (512, 800)
+IMAGE_ASPECTS: Final[tuple[tuple[int, int], ...]] = ((4, 3), (16, 9), (3, 2), (1, 1))
+#: Probability that an image holds two plates instead of one.
+TWO_PLATES_PROBABILITY: Final = 0.3
+#: Plate width as a fraction of the image width, per layout (then shrunk further if the plate does not fit).
+PLATE_WIDTH_FRACTION: Final[dict[str, tuple[float, float]]] = {"one_line": (0.35, 0.85), "two_line": (0.22, 0.50)}
+#: Largest corner displacement of the perspective jitter, as a fraction of the plate's width / height.
+MAX_CORNER_JITTER: Final = 0.12
+#: Largest in-plane rotation of a plate, degrees.
+MAX_ROTATION_DEG: Final = 10.0
+#: JPEG quality range (inclusive) used by :func:`synthesize`.
+JPEG_QUALITY: Final[tuple[int, int]] = (40, 95)
+#: Smallest distance in pixels between a plate (or its holder) and the image border.
+BORDER_MARGIN_PX: Final = 3
+#: Smallest gap between the boxes of two plates (or holders), as a fraction of the image width.
+PLATE_GAP_FRACTION: Final = 0.03
+
+_REF_FONT_SIZE: Final = 160  # glyphs are rasterised once at this size, then resized onto each plate
+_INK_THRESHOLD: Final = 64  # a pixel is ink when its coverage is at least 64/255
+_MIN_STROKE_RATIO: Final = 0.10  # stroke weights (fraction of glyph height) a plate is drawn with: from a
+_MAX_STROKE_RATIO: Final = 0.21  # regular weight to a heavy bold, as plate faces range
+_MAX_PLACEMENT_TRIES: Final = 40
+
+
+@dataclass(frozen=True)
+class _FlatPlate:
+    """A plate drawn flat: ``image`` is float32 RGB in [0, 255], H x W x 3; ``boxes`` are the characters' tight
+    ink boxes ``(x0, y0, x1, y1)`` in canvas pixels (edge coordinates), in reading order."""
+
+    layout: str
+    text: str
+    image: np.ndarray
+    boxes: tuple[tuple[float, float, float, float], ...]
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where a plate goes: ``quad`` is its 4 corners (TL, TR, BR, BL) in image pixels, ``holder`` the optional
+    larger quad of a plate holder drawn underneath, ``width`` the plate's nominal width in pixels."""
+
+    quad: np.ndarray
+    holder: np.ndarray | None
+    width: float
+
+
+# --------------------------------------------------------------------------------------------------- public API
+
+
+def sample_stem(index: int) -> str:
+    """Return the file stem of sample ``index`` (``synth_000042``); the image is ``<stem>.jpg``, labels ``.json``."""
+    return f"synth_{index:06d}"
+
+
+def random_plate_text(rng: np.random.Generator) -> str:
+    """Return a random canonical plate text: 2 digits, a letter ``A``-``E``, 4 digits (e.g. ``12A3456``).
+
+    The alphabets come from :data:`alpr.spec.CHARACTERS`; the result matches :data:`alpr.spec.PLATE_PATTERN`.
+    """
+    digits = [c for c in spec.CHARACTERS if c.isdigit()]
+    letters = [c for c in spec.CHARACTERS if c.isalpha()]
+    region = "".join(rng.choice(digits, size=2))
+    serial = "".join(rng.choice(digits, size=4))
+    return f"{region}{rng.choice(letters)}{serial}"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What samples are drawn from, when not the defaults (e.g. a held-out set with fonts and photographs the
+    training data never used).
+
+    Attributes:
+        fonts: TTF files for the plate text (default :func:`font_paths`); each must pass :func:`_font_is_usable`.
+        photos: background image files (default :func:`photo_paths`).
+        long_side: ``(min, max)`` image long side in pixels (default :data:`IMAGE_LONG_SIDE`).
+        aspects: width:height ratios to draw from (default :data:`IMAGE_ASPECTS`).
+        distort_glyphs: slant and distort every glyph (:func:`_distort_glyph`; default True). A held-out set may
+            turn it off to draw each face as designed.
+
+    Raises:
+        ValueError: an empty font or photo list, or a font that cannot draw every plate character distinctly.
+    """
+
+    fonts: tuple[str, ...] | None = None
+    photos: tuple[Path, ...] | None = None
+    long_side: tuple[int, int] | None = None
+    aspects: tuple[tuple[int, int], ...] | None = None
+    distort_glyphs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.fonts is not None:
+            if not self.fonts:
+                raise ValueError("Sources.fonts is empty")
+            bad = [f for f in self.fonts if not _font_is_usable(str(f))]
+            if bad:
+                raise ValueError(f"font(s) cannot draw 0-9 and A-E as distinct upright glyphs: {', '.join(bad)}")
+        if self.photos is not None and not self.photos:
+            raise ValueError("Sources.photos is empty")
+
+    def font_list(self) -> tuple[str, ...]:
+        return tuple(str(f) for f in self.fonts) if self.fonts is not None else font_paths()
+
+    def photo_list(self) -> tuple[Path, ...]:
+        return tuple(Path(p) for p in self.photos) if self.photos is not None else photo_paths()
+
+
+def render_sample(
+    index: int, seed: int, layouts: Sequence[str] = spec.LAYOUTS, sources: Sources | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Render synthetic sample ``index`` of the run seeded with ``seed``.
+
+    Args:
+        index: the sample's index (>= 0); it names the file (:func:`sample_stem`) and, with ``seed``, fully
+            determines the sample.
+        seed: the run's seed (>= 0).
+        layouts: plate layouts to draw from (:data:`alpr.spec.LAYOUTS`: ``one_line``, ``two_line``).
+        sources: fonts, photographs and image sizes to draw from instead of the defaults (:class:`Sources`).
+
+    Returns:
+        ``(image, labelme)``: an RGB ``uint8`` array of shape ``(H, W, 3)`` (long side 512-800 px) before JPEG
+        compression, and its labelme 5.x dict (``imagePath`` = ``<stem>.jpg``, ``imageData`` null) holding 1 or 2
+        plate polygons and one polygon per character, points in image pixels rounded to 2 decimals.
+
+    Raises:
+        ValueError: ``index`` or ``seed`` is negative, ``layouts`` is empty or names an unknown layout.
+    """
+    _check_non_negative("index", index)
+    _check_non_negative("seed", seed)
+    layouts = _checked_layouts(layouts)
+    rng = _sample_rng(seed, index, stream=0)
+    sources = sources or Sources()
+    width, height = _random_image_size(rng, sources.long_side or IMAGE_LONG_SIDE, sources.aspects or IMAGE_ASPECTS)
+    image = _random_background(rng, width, height, sources.photo_list())
+    shapes: list[dict[str, Any]] = []
+    placed: list[np.ndarray] = []
+    for group_id in range(2 if rng.random() < TWO_PLATES_PROBABILITY else 1):
+        layout = str(rng.choice(layouts))
+        placement = _place_plate(rng, layout, width, height, placed)
+        if placement is None:
+            continue
+        plate = _render_flat_plate(
+            rng, layout, random_plate_text(rng), placement.width, sources.font_list(), distort=sources.distort_glyphs
+        )
+        image = _draw_plate(rng, image, plate, placement)
+        placed.append(placement.holder if placement.holder is not None else placement.quad)
+        shapes.extend(_plate_shapes(plate, placement.quad, group_id, width, height))
+    image = _degrade(rng, image)
+    return image, _labelme_dict(shapes, f"{sample_stem(index)}.jpg", width, height)
+
+
+def synthesize(
+    out_dir: Path,
+    n: int,
+    seed: int = 0,
+    layouts: Sequence[str] = spec.LAYOUTS,
+    progress: bool = True,
+    sources: Sources | None = None,
+) -> list[Path]:
+    """Write ``n`` synthetic samples into ``out_dir`` (created if missing) and return their JSON paths.
+
+    Sample ``i`` is ``<out_dir>/synth_<i:06d>.jpg`` (JPEG quality 40-95) with its labelme file
+    ``<out_dir>/synth_<i:06d>.json`` beside it (see :func:`render_sample`); existing files of the same names are
+    overwritten. Sample ``i`` depends only on ``(seed, i)``, not on ``n``.
+
+    Args:
+        out_dir: output folder.
+        n: number of samples (>= 0).
+        seed: the run's seed (>= 0).
+        layouts: plate layouts to draw from (:data:`alpr.spec.LAYOUTS`).
+        progress: show a tqdm progress bar.
+        sources: fonts, photographs and image sizes instead of the defaults (:class:`Sources`).
+
+    Raises:
+        ValueError: ``n`` or ``seed`` is negative, or ``layouts`` is empty or names an unknown layout.
+    """
+    from tqdm import tqdm
+
+    _check_non_negative("n", n)
+    _check_non_negative("seed", seed)
+    layouts = _checked_layouts(layouts)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for index in tqdm(range(n), desc="synth", unit="img", disable=not progress):
+        image, labelme = render_sample(index, seed, layouts, sources)
+        stem = sample_stem(index)
+        quality = int(_sample_rng(seed, index, stream=1).integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+        Image.fromarray(image).save(out_dir / f"{stem}.jpg", format="JPEG", quality=quality)
+        json_path = out_dir / f"{stem}.json"
+        json_path.write_text(json.dumps(labelme, indent=2) + "\n", encoding="utf-8")
+        written.append(json_path)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------- argument checks
+
+
+def _check_non_negative(name: str, value: int) -> None:
+    """Raise ValueError unless ``value`` is an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def _checked_layouts(layouts: Sequence[str]) -> tuple[str, ...]:
+    """Return ``layouts`` as a tuple; raise ValueError if it is empty, a bare string or names an unknown layout."""
+    if isinstance(layouts, str):
+        raise ValueError(f"layouts must be a sequence of layout names, got the string {layouts!r}")
+    layouts = tuple(layouts)
+    if not layouts:
+        raise ValueError(f"layouts must name at least one of {', '.join(spec.LAYOUTS)}")
+    for layout in layouts:
+        if layout not in spec.LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(spec.LAYOUTS)}")
+    return layouts
+
+
+def _plate_label(layout: str) -> str:
+    """Return the plate outline label of ``layout`` (the inverse of :data:`alpr.spec.LAYOUT_OF_LABEL`)."""
+    return next(label for label, name in spec.LAYOUT_OF_LABEL.items() if name == layout)
+
+
+def _sample_rng(seed: int, index: int, stream: int) -> np.random.Generator:
+    """Return the generator of sample ``index``: ``stream`` 0 draws the picture, 1 the JPEG quality."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(int(index), stream)))
+
+
+# ------------------------------------------------------------------------------------------- photos and fonts
+
+
+@functools.lru_cache(maxsize=1)
+def photo_paths() -> tuple[Path, ...]:
+    """Return the background photographs found in the installed scikit-image and matplotlib packages.
+
+    scikit-image files are those of :data:`SKIMAGE_PHOTOS` present in ``skimage/data``; matplotlib files are the
+    :data:`PHOTO_SUFFIXES` images under ``mpl-data/sample_data``. Sorted within each package.
+
+    Raises:
+        RuntimeError: no photograph was found.
+    """
+    import matplotlib
+    import skimage
+
+    skimage_dir = Path(skimage.__file__).parent / "data"
+    found = [skimage_dir / name for name in SKIMAGE_PHOTOS if (skimage_dir / name).is_file()]
+    sample_dir = Path(matplotlib.get_data_path()) / "sample_data"
+    found += sorted(p for p in sample_dir.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    if not found:
+        raise RuntimeError(f"no background photographs found in {skimage_dir} or {sample_dir}")
+    return tuple(found)
+
+
+@functools.cache
+def _load_photo(path: Path) -> np.ndarray:
+    """Return the photo at ``path`` as a read-only RGB uint8 array (greyscale expanded, alpha over white)."""
+    with Image.open(path) as img:
+        img.load()
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            rgb = Image.alpha_composite(white, rgba).convert("RGB")
+        else:
+            rgb = img.convert("RGB")
+    array = np.asarray(rgb, dtype=np.uint8).copy()
+    array.setflags(write=False)
+    return array
+
+
+@functools.lru_cache(maxsize=1)
+def font_paths() -> tuple[str, ...]:
+    """Return the plate faces that draw 0-9 and A-E as distinct, upright, lining glyphs, sorted.
+
+    Candidates are matplotlib's ``mpl-data/fonts/ttf/*.ttf``, the TTF files of the installed
+    :data:`FONT_PACKAGES` (minus names with an :data:`EXCLUDED_FONT_MARKERS` marker) and OpenCV's
+    :data:`HERSHEY_FACES` (named ``hershey:<face>``); each is then checked by rendering (see
+    :func:`_font_is_usable`).
+
+    Raises:
+        RuntimeError: no usable font was found.
+    """
+    import importlib.util
+
+    import matplotlib
+
+    font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    files = list(font_dir.glob("*.ttf"))
+    for package, pattern in FONT_PACKAGES.items():
+        found = importlib.util.find_spec(package)
+        if found is not None and found.submodule_search_locations:
+            for location in found.submodule_search_locations:
+                files.extend(Path(location).glob(pattern))
+    candidates = sorted(
+        [str(p) for p in files if not any(marker in p.name for marker in EXCLUDED_FONT_MARKERS)] + list(HERSHEY_FACES)
+    )
+    usable = tuple(path for path in candidates if _font_is_usable(path))
+    if not usable:
+        raise RuntimeError(f"no usable plate font in {font_dir}")
+    return usable
+
+
+def _font_is_usable(path: str) -> bool:
+    """Return whether the font at ``path`` renders every plate character with ink, all glyphs distinct from each
+    other and from the missing-glyph box, and with lining heights (tallest / shortest <= 1.25)."""
+    try:
+        inks = [_glyph_ink(path, char, 0) for char in spec.CHARACTERS]
+    except OSError:
+        return False
+    if any(ink.size == 0 for ink in inks):
+        return False
+    signatures = {(ink.shape, ink.tobytes()) for ink in inks}
+    missing = _glyph_ink(path, "\U0010fffd", 0)
+    if len(signatures) != len(inks) or (missing.shape, missing.tobytes()) in signatures:
+        return False
+    heights = [ink.shape[0] for ink in inks]
+    return max(heights) <= 1.25 * min(heights)
+
+
+@functools.cache
+def _font(path: str) -> ImageFont.FreeTypeFont:
+    """Return the font at ``path`` at the reference size, with the basic (deterministic) layout engine."""
+    return ImageFont.truetype(path, _REF_FONT_SIZE, layout_engine=ImageFont.Layout.BASIC)
+
+
+@functools.lru_cache(maxsize=8192)
+def _glyph_ink(path: str, char: str, stroke: int) -> np.ndarray:
+    """Return ``char`` drawn in the font at ``path`` (reference size, outline widened by ``stroke`` px) as a
+    read-only uint8 coverage mask cropped to its ink (coverage >= :data:`_INK_THRESHOLD`); empty if no ink.
+
+    A :data:`HERSHEY_FACES` name is drawn with ``cv2.putText`` at about the reference height, ``1 + 2 * stroke``
+    px thick (a line of thickness t widens each side by t/2, as an outline widened by ``stroke`` does).
+    """
+    size = _REF_FONT_SIZE
+    if path in HERSHEY_FACES:
+        face = HERSHEY_FACES[path]
+        (_, text_h), _ = cv2.getTextSize("0", face, 1.0, 1)
+        canvas_np = np.zeros((3 * size, 3 * size), np.uint8)
+        cv2.putText(canvas_np, char, (size, 2 * size), face, size / text_h, 255, 1 + 2 * stroke, cv2.LINE_AA)
+        coverage = canvas_np
+    else:
+        canvas = Image.new("L", (3 * size, 3 * size), 0)
+        draw = ImageDraw.Draw(canvas)
+        draw.text((size, size), char, font=_font(path), fill=255, stroke_width=stroke, stroke_fill=255)
+        coverage = np.asarray(canvas)
+    return _ink_crop(coverage)
+
+
+def _ink_crop(coverage: np.ndarray) -> np.ndarray:
+    """Return uint8 ``coverage`` cropped to its ink (coverage >= :data:`_INK_THRESHOLD`), read-only; empty if
+    there is no ink."""
+    ink = coverage >= _INK_THRESHOLD
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0:
+        crop = np.zeros((0, 0), np.uint8)
+    else:
+        crop = coverage[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].copy()
+    crop.setflags(write=False)
+    return crop
+
+
+def _distort_glyph(rng: np.random.Generator, ink: np.ndarray, shear: float) -> np.ndarray:
+    """Return a distorted copy of glyph coverage ``ink`` (uint8, h x w, cropped to its ink), cropped again.
+
+    Applies the plate's horizontal ``shear`` (x moves by ``shear * (centre_y - y)``: positive leans right), then
+    with the :data:`GLYPH_ELASTIC` probability an elastic distortion (Gaussian-smoothed uniform displacements of
+    up to that fraction of the height, smoothing :data:`GLYPH_ELASTIC_SMOOTHING`), then with the
+    :data:`GLYPH_WEIGHT` probability a dilation or erosion by up to that fraction of the height. An erosion that
+    would erase a stroke is skipped. The glyph's identity is kept: the changes are a few percent of its height.
+    """
+    h, w = ink.shape
+    pad = int(math.ceil(abs(shear) * h / 2 + GLYPH_ELASTIC[1] * h * 2 + GLYPH_WEIGHT[1] * h)) + 2
+    canvas = cv2.copyMakeBorder(ink, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0).astype(np.float32)
+    ch, cw = canvas.shape
+    yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
+    map_x = xx + shear * (yy - ch / 2.0)  # sample from the unsheared glyph
+    map_y = yy.copy()
+    if rng.random() < GLYPH_ELASTIC[0]:
+        amplitude = rng.uniform(0.0, GLYPH_ELASTIC[1]) * h
+        sigma = GLYPH_ELASTIC_SMOOTHING * h
+        for field in (map_x, map_y):
+            noise = cv2.GaussianBlur(rng.uniform(-1.0, 1.0, size=(ch, cw)).astype(np.float32), (0, 0), sigma)
+            field += noise * (amplitude / max(float(np.abs(noise).max()), 1e-6))
+    warped = cv2.remap(canvas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if rng.random() < GLYPH_WEIGHT[0]:
+        radius = int(round(rng.uniform(0.0, GLYPH_WEIGHT[1]) * h))
+        if radius > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+            if rng.random() < 0.5:
+                warped = cv2.dilate(warped, kernel)
+            else:
+                eroded = cv2.erode(warped, kernel)
+                if (eroded >= _INK_THRESHOLD).sum() >= 0.35 * (warped >= _INK_THRESHOLD).sum():
+                    warped = eroded
+    distorted = _ink_crop(np.clip(warped, 0, 255).astype(np.uint8))
+    return distorted if distorted.size else ink
+
+
+@functools.cache
+def _stroke_ratio(path: str) -> tuple[float, float]:
+    """Return ``(stroke width / glyph height, median glyph height in px)`` of the font at reference size.
+
+    The stroke width of a glyph is estimated as 2 * ink area / outline length (a stroke of width w and length L
+    has area w*L and outline about 2L); the median over the plate characters is returned.
+    """
+    ratios, heights = [], []
+    for char in spec.CHARACTERS:
+        ink = (_glyph_ink(path, char, 0) >= _INK_THRESHOLD).astype(np.uint8)
+        contours, _ = cv2.findContours(ink, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+        outline = sum(cv2.arcLength(c, True) for c in contours)
+        ratios.append(2.0 * float(ink.sum()) / max(outline, 1.0) / ink.shape[0])
+        heights.append(ink.shape[0])
+    return float(np.median(ratios)), float(np.median(heights))
+
+
+def _random_stroke(rng: np.random.Generator, path: str) -> int:
+    """Return an outline widening (reference px) that brings the font's strokes into the legible weight range."""
+    ratio, height = _stroke_ratio(path)
+    target = rng.uniform(_MIN_STROKE_RATIO, _MAX_STROKE_RATIO)
+    return max(0, int(round((target - ratio) * height / 2.0)))
+
+
+# --------------------------------------------------------------------------------------------------- background
+
+
+def _random_image_size(
+    rng: np.random.Generator, long_sides: tuple[int, int], aspects: tuple[tuple[int, int], ...]
+) -> tuple[int, int]:
+    """Return a random ``(width, height)``: long side in ``long_sides`` (inclusive), aspect from ``aspects``."""
+    long_side = int(rng.integers(long_sides[0], long_sides[1] + 1))
+    aspect_w, aspect_h = aspects[int(rng.integers(len(aspects)))]
+    return long_side, int(round(long_side * aspect_h / aspect_w))
+
+
+def _random_background(rng: np.random.Generator, width: int, height: int, photos: tuple[Path, ...]) -> np.ndarray:
+    """Return a float32 RGB ``(height, width, 3)`` background with a random per-channel gain: one photo (random
+    crop, resized, maybe flipped), a collage of 2-4 photo tiles (:data:`COLLAGE_PROBABILITY`) or a drawn scene
+    (:data:`DRAWN_BACKGROUND_PROBABILITY`)."""
+    kind = rng.random()
+    if kind < DRAWN_BACKGROUND_PROBABILITY:
+        background = _drawn_background(rng, width, height)
+    elif kind < DRAWN_BACKGROUND_PROBABILITY + COLLAGE_PROBABILITY:
+        background = _photo_crop(rng, width, height, photos)
+        if rng.random() < 0.5:  # split vertically into 2-3 columns
+            cuts = np.sort(rng.uniform(0.2, 0.8, size=int(rng.integers(1, 3)))) * width
+            for x0, x1 in zip(cuts, np.append(cuts[1:], width)):
+                x0, x1 = int(x0), int(x1)
+                if x1 - x0 >= 16:
+                    background[:, x0:x1] = _photo_crop(rng, x1 - x0, height, photos)
+        else:  # split horizontally into 2-3 rows
+            cuts = np.sort(rng.uniform(0.2, 0.8, size=int(rng.integers(1, 3)))) * height
+            for y0, y1 in zip(cuts, np.append(cuts[1:], height)):
+                y0, y1 = int(y0), int(y1)
+                if y1 - y0 >= 16:
+                    background[y0:y1] = _photo_crop(rng, width, y1 - y0, photos)
+    else:
+        background = _photo_crop(rng, width, height, photos)
+    gain = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
+    return np.ascontiguousarray(np.clip(background * gain, 0, 255))
+
+
+def _photo_crop(rng: np.random.Generator, width: int, height: int, paths: tuple[Path, ...]) -> np.ndarray:
+    """Return a float32 RGB ``(height, width, 3)`` random crop of a random photo of ``paths``, resized, maybe
+    flipped."""
+    photo = _load_photo(paths[int(rng.integers(len(paths)))])
+    ph, pw = photo.shape[:2]
+    crop_w = min(pw, ph * width / height) * rng.uniform(0.5, 1.0)
+    crop_h = crop_w * height / width
+    x0 = rng.uniform(0, pw - crop_w)
+    y0 = rng.uniform(0, ph - crop_h)
+    # At least 2 source pixels each way (a thin collage strip of a wide frame would otherwise crop nothing).
+    x0, y0 = min(int(x0), pw - 2), min(int(y0), ph - 2)
+    crop = photo[y0 : max(int(y0 + crop_h), y0 + 2), x0 : max(int(x0 + crop_w), x0 + 2)]
+    interpolation = cv2.INTER_AREA if crop.shape[1] > width else cv2.INTER_LINEAR
+    background = cv2.resize(crop, (width, height), interpolation=interpolation).astype(np.float32)
+    if rng.random() < 0.5:
+        background = background[:, ::-1]
+    if rng.random() < 0.1:
+        background = background[::-1]
+    return np.ascontiguousarray(background)
+
+
+def _drawn_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Return a float32 RGB ``(height, width, 3)`` drawn scene: a vertical colour gradient, 5-25 filled
+    rectangles and 3-15 lines in random colours (walls, windows, car bodies, road marks), then a slight blur."""
+    top, bottom = rng.uniform(0, 255, size=3), rng.uniform(0, 255, size=3)
+    t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    image = np.ascontiguousarray(np.broadcast_to(top * (1 - t) + bottom * t, (height, width, 3)).astype(np.float32))
+    for _ in range(int(rng.integers(5, 26))):
+        x0, x1 = np.sort(rng.uniform(0, width, size=2)).astype(int)
+        y0, y1 = np.sort(rng.uniform(0, height, size=2)).astype(int)
+        cv2.rectangle(image, (int(x0), int(y0)), (int(x1), int(y1)), [float(v) for v in rng.uniform(0, 255, 3)], -1)
+    for _ in range(int(rng.integers(3, 16))):
+        p0 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        p1 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        cv2.line(image, p0, p1, [float(v) for v in rng.uniform(0, 255, 3)], int(rng.integers(1, 6)))
+    return cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.5, 2.0))
+
+
+# ------------------------------------------------------------------------------------------------------ colours
+
+
+def _random_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(plate RGB, text RGB)`` float arrays: white/black, yellow/black, green/white or a random
+    light/dark pair whose luminances differ by at least 0.45 (of 1)."""
+    kind = rng.choice(4, p=[0.35, 0.2, 0.15, 0.3])
+    jitter = rng.uniform(-12, 12, size=3)
+    if kind == 0:
+        plate, text = np.full(3, rng.uniform(225, 255)) + jitter / 2, np.full(3, rng.uniform(0, 45))
+    elif kind == 1:
+        plate, text = np.array([235.0, 195.0, 35.0]) + jitter, np.full(3, rng.uniform(0, 40))
+    elif kind == 2:
+        plate, text = np.array([35.0, 115.0, 65.0]) + jitter, np.full(3, rng.uniform(225, 255))
+    else:
+        plate, text = _random_contrasting_pair(rng)
+    return np.clip(plate, 0, 255), np.clip(text, 0, 255)
+
+
+def _luminance(rgb: np.ndarray) -> float:
+    """Return the relative luminance (0-1, Rec. 601 weights) of an RGB colour in [0, 255]."""
+    return float(rgb @ np.array([0.299, 0.587, 0.114])) / 255.0
+
+
+def _random_contrasting_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Return a random (plate, text) colour pair, one light and one dark, with luminance difference >= 0.45."""
+    while True:
+        light = rng.uniform(150, 255, size=3)
+        dark = rng.uniform(0, 110, size=3)
+        if _luminance(light) - _luminance(dark) >= 0.45:
+            return (light, dark) if rng.random() < 0.6 else (dark, light)
+
+
+# ------------------------------------------------------------------------------------------------- flat plates
+
+
+def _render_flat_plate(
+    rng: np.random.Generator, layout: str, text: str, width: float, fonts: tuple[str, ...], distort: bool = True
+) -> _FlatPlate:
+    """Draw plate ``text`` in ``layout`` flat, about ``width`` px wide (aspect from :data:`spec.PLATE_SIZE_MM`).
+
+    One face of ``fonts`` at a random weight; every glyph distorted by :func:`_distort_glyph` when ``distort``.
+    Returns the plate image and the characters' tight ink boxes in reading order.
+    """
+    mm_w, mm_h = spec.PLATE_SIZE_MM[layout]
+    canvas_w = max(int(round(width)), 24)
+    canvas_h = max(int(round(canvas_w * mm_h / mm_w * rng.uniform(0.95, 1.05))), 8)
+    font = fonts[int(rng.integers(len(fonts)))]
+    stroke = _random_stroke(rng, font)
+    inks = [_glyph_ink(font, char, stroke) for char in text]
+    if distort:
+        shear = rng.uniform(-GLYPH_SHEAR[1], GLYPH_SHEAR[1]) if rng.random() < GLYPH_SHEAR[0] else 0.0
+        inks = [_distort_glyph(rng, ink, shear) for ink in inks]
+    ink_layer = np.zeros((canvas_h, canvas_w), np.float32)
+    inner = _draw_border(rng, ink_layer)
+    if _plate_label(layout) == spec.PLATE_ONE_LINE:
+        boxes = _layout_one_line(rng, inks, inner)
+    else:
+        boxes = _layout_two_line(rng, inks, inner)
+    for ink, box in zip(inks, boxes):
+        _paste_ink(ink_layer, ink, box)
+    plate_rgb, text_rgb = _random_colours(rng)
+    light = _random_lighting(rng, canvas_h, canvas_w, strength=0.35)[..., None]
+    alpha = ink_layer[..., None]
+    image = (plate_rgb * (1.0 - alpha) + text_rgb * alpha) * light
+    image = image.astype(np.float32)
+    if _plate_label(layout) == spec.PLATE_TWO_LINE and rng.random() < 0.5:
+        _draw_bolts(rng, image, boxes[:3])
+    return _FlatPlate(layout, text, np.clip(image, 0, 255), tuple(boxes))
+
+
+def _draw_border(rng: np.random.Generator, ink_layer: np.ndarray) -> tuple[float, float, float, float]:
+    """Maybe draw a rectangular border into ``ink_layer``; return the free inner area ``(x0, y0, x1, y1)``."""
+    h, w = ink_layer.shape
+    inset = rng.uniform(0.02, 0.05) * h
+    if rng.random() < 0.6:
+        thickness = max(1, int(round(rng.uniform(0.025, 0.05) * h)))
+        x0, y0 = int(round(inset)), int(round(inset))
+        x1, y1 = w - 1 - x0, h - 1 - y0
+        for t in range(thickness):
+            ink_layer[y0 + t, x0 + t : x1 - t + 1] = 1.0
+            ink_layer[y1 - t, x0 + t : x1 - t + 1] = 1.0
+            ink_layer[y0 + t : y1 - t + 1, x0 + t] = 1.0
+            ink_layer[y0 + t : y1 - t + 1, x1 - t] = 1.0
+        inset += thickness + 0.03 * h
+    return inset, inset, w - inset, h - inset
+
+
+def _layout_one_line(
+    rng: np.random.Generator, inks: list[np.ndarray], inner: tuple[float, float, float, float]
+) -> list[tuple[float, float, float, float]]:
+    """Place ``12A 3456`` on one line inside ``inner``; return the 7 integer ink boxes."""
+    x0, y0, x1, y1 = inner
+    glyph_h = rng.uniform(0.80, 0.95) * (y1 - y0)
+    margin = rng.uniform(0.01, 0.04) * (x1 - x0)
+    top = y0 + rng.uniform(0.0, 1.0) * (y1 - y0 - glyph_h)
+    return _layout_line(rng, inks, x0 + margin, x1 - margin, top, glyph_h, group_break=3)
+
+
+def _layout_two_line(
+    rng: np.random.Generator, inks: list[np.ndarray], inner: tuple[float, float, float, float]
+) -> list[tuple[float, float, float, float]]:
+    """Place ``12A`` (smaller) above ``3456`` (larger) inside ``inner``; return the 7 integer ink boxes."""
+    x0, y0, x1, y1 = inner
+    free_h, free_w = y1 - y0, x1 - x0
+    lower_h = rng.uniform(0.48, 0.55) * free_h
+    upper_h = rng.uniform(0.6, 0.75) * lower_h
+    spaces = rng.uniform(0.3, 1.0, size=3)
+    spaces *= (free_h - lower_h - upper_h) / spaces.sum()
+    upper_top = y0 + spaces[0]
+    lower_top = upper_top + upper_h + spaces[1]
+    upper_w = rng.uniform(0.45, 0.7) * free_w
+    upper_x0 = x0 + rng.uniform(0.35, 0.65) * (free_w - upper_w)
+    lower_margin = rng.uniform(0.02, 0.06) * free_w
+    upper = _layout_line(rng, inks[:3], upper_x0, upper_x0 + upper_w, upper_top, upper_h, group_break=None)
+    lower = _layout_line(rng, inks[3:], x0 + lower_margin, x1 - lower_margin, lower_top, lower_h, group_break=None)
+    return upper + lower
+
+
+def _layout_line(
+    rng: np.random.Generator,
+    inks: list[np.ndarray],
+    left: float,
+    right: float,
+    top: float,
+    glyph_h: float,
+    group_break: int | None,
+) -> list[tuple[float, float, float, float]]:
+    """Lay glyphs left to right between ``left`` and ``right``, all ``glyph_h`` tall from ``top``.
+
+    Glyphs keep their aspect times a random condensing factor, separated by a random gap (a wider one before
+    index ``group_break``); the line is squeezed horizontally if it is too wide and placed at a random offset
+    if it is narrower. Returns integer ``(x0, y0, x1, y1)`` boxes.
+    """
+    condense = rng.uniform(0.65, 1.1)
+    widths = np.array([ink.shape[1] / ink.shape[0] * glyph_h * condense for ink in inks])
+    gaps = np.full(len(inks) - 1, rng.uniform(0.05, 0.18) * glyph_h)
+    if group_break is not None:
+        gaps[group_break - 1] += rng.uniform(0.15, 0.45) * glyph_h
+    total = widths.sum() + gaps.sum()
+    squeeze = min(1.0, (right - left) / total)
+    widths, gaps = widths * squeeze, gaps * squeeze
+    x = left + rng.uniform(0.4, 0.6) * max(0.0, (right - left) - total * squeeze)
+    y0, y1 = int(round(top)), int(round(top + glyph_h))
+    boxes = []
+    for i, w in enumerate(widths):
+        x0 = int(round(x))
+        boxes.append((float(x0), float(y0), float(max(x0 + 1, int(round(x + w)))), float(max(y0 + 1, y1))))
+        x += w + (gaps[i] if i < len(gaps) else 0.0)
+    return boxes
+
+
+def _paste_ink(ink_layer: np.ndarray, ink: np.ndarray, box: tuple[float, float, float, float]) -> None:
+    """Resize ``ink`` (uint8 coverage) to fill the integer ``box`` and merge it into ``ink_layer`` (0-1)."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    size = (x1 - x0, y1 - y0)
+    interpolation = cv2.INTER_AREA if size[1] < ink.shape[0] else cv2.INTER_LINEAR
+    glyph = cv2.resize(ink, size, interpolation=interpolation).astype(np.float32) / 255.0
+    region = ink_layer[y0:y1, x0:x1]
+    np.maximum(region, glyph, out=region)
+
+
+def _draw_bolts(rng: np.random.Generator, image: np.ndarray, upper: list[tuple[float, float, float, float]]) -> None:
+    """Draw two mounting bolts left and right of the upper line of a two-line plate, where there is room."""
+    h, w = image.shape[:2]
+    radius = max(1.0, rng.uniform(0.03, 0.05) * h)
+    left_end, right_start = upper[0][0], upper[-1][2]
+    cy = (upper[0][1] + upper[0][3]) / 2.0
+    colour = np.full(3, rng.uniform(90, 200), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    for cx in (left_end / 2.0, (right_start + w) / 2.0):
+        if min(abs(cx - left_end), abs(cx - right_start)) > 2 * radius and 2 * radius < cx < w - 2 * radius:
+            cover = np.clip(radius + 0.5 - np.hypot(xx - cx, yy - cy), 0.0, 1.0)[..., None]
+            image[:] = image * (1.0 - cover) + colour * cover
+
+
+def _random_lighting(rng: np.random.Generator, h: int, w: int, strength: float) -> np.ndarray:
+    """Return a float32 ``(h, w)`` brightness multiplier: maybe a linear gradient, maybe a soft-edged shadow."""
+    light = np.ones((h, w), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if rng.random() < 0.5:
+        angle = rng.uniform(0, 2 * math.pi)
+        t = xx * math.cos(angle) / w + yy * math.sin(angle) / h
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+        low = 1.0 - rng.uniform(0.0, strength)
+        light *= low + (1.0 + rng.uniform(0.0, strength / 2) - low) * t
+    if rng.random() < 0.35:
+        angle = rng.uniform(0, 2 * math.pi)
+        px, py = rng.uniform(0, w), rng.uniform(0, h)
+        distance = (xx - px) * math.cos(angle) + (yy - py) * math.sin(angle)
+        softness = rng.uniform(0.02, 0.2) * min(h, w) + 1.0
+        light *= 1.0 - rng.uniform(0.2, 0.5) * 0.5 * (1.0 + np.tanh(distance / (2.0 * softness)))
+    return light
+
+
+# ---------------------------------------------------------------------------------------------------- placement
+
+
+def _place_plate(
+    rng: np.random.Generator, layout: str, width: int, height: int, placed: list[np.ndarray]
+) -> _Placement | None:
+    """Find a random placement of a ``layout`` plate inside the image, clear of the ``placed`` quads.
+
+    The plate's width is drawn from :data:`PLATE_WIDTH_FRACTION` (the upper bound shrinks after each failed
+    try); it is rotated and its corners jittered, then shrunk to fit and moved to a random free spot. Returns
+    None when no spot is found in :data:`_MAX_PLACEMENT_TRIES` tries.
+    """
+    low, high = PLATE_WIDTH_FRACTION[layout]
+    mm_w, mm_h = spec.PLATE_SIZE_MM[layout]
+    gap = PLATE_GAP_FRACTION * width
+    for attempt in range(_MAX_PLACEMENT_TRIES):
+        top = low + (high - low) * 0.9**attempt
+        plate_w = rng.uniform(low, top) * width
+        quad = _random_quad(rng, plate_w, plate_w * mm_h / mm_w)
+        holder = _holder_quad(rng, quad) if rng.random() < 0.4 else None
+        outer = holder if holder is not None else quad
+        scale = _fit_scale(outer, width, height)
+        quad, outer, plate_w = quad * scale, outer * scale, plate_w * scale
+        lo = outer.min(axis=0)
+        hi = outer.max(axis=0)
+        span = hi - lo
+        offset = np.array([rng.uniform(0, width - 2 * BORDER_MARGIN_PX - span[0]),
+                           rng.uniform(0, height - 2 * BORDER_MARGIN_PX - span[1])])  # fmt: skip
+        shift = BORDER_MARGIN_PX + offset - lo
+        if not any(_boxes_overlap(outer + shift, other, gap) for other in placed):
+            return _Placement(quad + shift, None if holder is None else outer + shift, float(plate_w))
+    return None
+
+
+def _random_quad(rng: np.random.Generator, plate_w: float, plate_h: float) -> np.ndarray:
+    """Return a ``plate_w`` x ``plate_h`` plate's corners (TL, TR, BR, BL) around the origin, in perspective and
+    rotated by up to :data:`MAX_ROTATION_DEG`.
+
+    Perspective: each corner moves vertically by up to :data:`MAX_CORNER_JITTER` of the plate's height, each
+    vertical edge horizontally by up to that fraction of its width (foreshortening), and each corner by a little
+    independent shear (a third of that fraction of the height).
+    """
+    half = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64) * [plate_w / 2, plate_h / 2]
+    jitter = rng.uniform(0.0, MAX_CORNER_JITTER)
+    edge_dx = rng.uniform(-jitter, jitter, size=2) * plate_w
+    half[:, 0] += edge_dx[[0, 1, 1, 0]] + rng.uniform(-jitter, jitter, size=4) * plate_h / 3
+    half[:, 1] += rng.uniform(-jitter, jitter, size=4) * plate_h
+    angle = math.radians(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return half @ rotation.T
+
+
+def _holder_quad(rng: np.random.Generator, quad: np.ndarray) -> np.ndarray:
+    """Return a plate holder's quad: ``quad`` grown about its centre by 4-14 % (more vertically)."""
+    centre = quad.mean(axis=0)
+    return centre + (quad - centre) * [1.0 + rng.uniform(0.04, 0.1), 1.0 + rng.uniform(0.08, 0.14)]
+
+
+def _fit_scale(quad: np.ndarray, width: int, height: int) -> float:
+    """Return the factor (<= 1) that makes ``quad``'s bounding box fit inside the image minus its margins."""
+    span = quad.max(axis=0) - quad.min(axis=0)
+    room = np.array([width, height], np.float64) - 2 * BORDER_MARGIN_PX - 1
+    return float(min(1.0, *(room / span)))
+
+
+def _boxes_overlap(a: np.ndarray, b: np.ndarray, gap: float) -> bool:
+    """Return whether the bounding boxes of point sets ``a`` and ``b`` come closer than ``gap`` pixels."""
+    a_lo, a_hi = a.min(axis=0) - gap, a.max(axis=0) + gap
+    b_lo, b_hi = b.min(axis=0), b.max(axis=0)
+    return bool(np.all(a_lo < b_hi) and np.all(b_lo < a_hi))
+
+
+# -------------------------------------------------------------------------------------------------- compositing
+
+
+def _homography(canvas_w: int, canvas_h: int, quad: np.ndarray) -> np.ndarray:
+    """Return the 3x3 homography mapping the canvas rectangle (edge coordinates) onto ``quad`` (TL, TR, BR, BL)."""
+    src = np.array([[0, 0], [canvas_w, 0], [canvas_w, canvas_h], [0, canvas_h]], np.float32)
+    return cv2.getPerspectiveTransform(src, quad.astype(np.float32))
+
+
+def _apply_homography(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Return ``points`` (N x 2) mapped through the 3x3 homography ``matrix``."""
+    homogeneous = np.hstack([points, np.ones((len(points), 1))]) @ matrix.T
+    return homogeneous[:, :2] / homogeneous[:, 2:3]
+
+
+def _paste_warped(image: np.ndarray, canvas: np.ndarray, quad: np.ndarray) -> None:
+    """Warp float32 RGB ``canvas`` onto ``quad`` of ``image`` in place, with antialiased edges."""
+    canvas_h, canvas_w = canvas.shape[:2]
+    height, width = image.shape[:2]
+    x0, y0 = (max(int(math.floor(v)) - 1, 0) for v in quad.min(axis=0))
+    x1, y1 = (min(int(math.ceil(v)) + 1, limit) for v, limit in zip(quad.max(axis=0), (width, height)))
+    # warpPerspective works on pixel centres: canvas pixel i is at edge coordinate i + 0.5, likewise the image.
+    to_centres = np.array([[1, 0, -(x0 + 0.5)], [0, 1, -(y0 + 0.5)], [0, 0, 1]], np.float64)
+    from_centres = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]], np.float64)
+    matrix = to_centres @ _homography(canvas_w, canvas_h, quad) @ from_centres
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpPerspective(canvas, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    cover = cv2.warpPerspective(
+        np.ones((canvas_h, canvas_w), np.float32), matrix, size, flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )[..., None]  # fmt: skip
+    region = image[y0:y1, x0:x1]
+    region[:] = region * (1.0 - cover) + warped * cover
+
+
+def _draw_plate(rng: np.random.Generator, image: np.ndarray, plate: _FlatPlate, placement: _Placement) -> np.ndarray:
+    """Draw the optional holder and then ``plate`` warped onto its quad; return the (same, modified) image."""
+    if placement.holder is not None:
+        shade = rng.uniform(10, 90) if rng.random() < 0.7 else rng.uniform(150, 230)
+        holder = np.full((8, 8, 3), shade, np.float32) + rng.uniform(-8, 8, size=3).astype(np.float32)
+        _paste_warped(image, np.clip(holder, 0, 255), placement.holder)
+    _paste_warped(image, plate.image, placement.quad)
+    return image
+
+
+def _degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Apply lighting, brightness/contrast/gamma, blur and noise to float32 ``image``; return RGB uint8."""
+    height, width = image.shape[:2]
+    if rng.random() < 0.3:
+        image = image * _random_lighting(rng, height, width, strength=0.4)[..., None]
+    mean = float(image.mean())
+    image = (image - mean) * rng.uniform(0.7, 1.25) + mean + rng.uniform(-30, 30)
+    image = 255.0 * (np.clip(image, 0, 255) / 255.0) ** rng.uniform(0.7, 1.4)
+    image = _random_blur(rng, image.astype(np.float32))
+    sigma = rng.uniform(0.0, 8.0)
+    image = image + sigma * rng.standard_normal(image.shape, dtype=np.float32)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def _random_blur(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Return ``image`` unchanged, Gaussian-blurred (sigma 0.4-1.3) or motion-blurred (3-7 px at any angle)."""
+    kind = rng.random()
+    if kind < 0.3:
+        return cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.4, 1.3))
+    if kind < 0.5:
+        length = int(rng.integers(3, 8))
+        angle = rng.uniform(0, math.pi)
+        kernel = np.zeros((length, length), np.float32)
+        c = (length - 1) / 2.0
+        dx, dy = c * math.cos(angle), c * math.sin(angle)
+        cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1)
+        return cv2.filter2D(image, -1, kernel / kernel.sum())
+    return image
+
+
+# -------------------------------------------------------------------------------------------------- annotations
+
+
+def _plate_shapes(plate: _FlatPlate, quad: np.ndarray, group_id: int, width: int, height: int) -> list[dict[str, Any]]:
+    """Return the labelme shapes of one plate: its outline polygon, then one polygon per character."""
+    canvas_h, canvas_w = plate.image.shape[:2]
+    matrix = _homography(canvas_w, canvas_h, quad).astype(np.float64)
+    shapes = [_polygon(_plate_label(plate.layout), quad, group_id, width, height)]
+    for char, (x0, y0, x1, y1) in zip(plate.text, plate.boxes):
+        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+        shapes.append(_polygon(char, _apply_homography(matrix, corners), group_id, width, height))
+    return shapes
+
+
+def _polygon(label: str, points: np.ndarray, group_id: int, width: int, height: int) -> dict[str, Any]:
+    """Return a labelme polygon shape; points are clamped to the image and rounded to 2 decimals."""
+    clamped = np.clip(points, 0.0, [width, height])
+    return {
+        "label": label,
+        "points": [[round(float(x), 2), round(float(y), 2)] for x, y in clamped],
+        "group_id": group_id,
+        "shape_type": "polygon",
+        "flags": {},
+        "description": "",
+    }
+
+
+def _labelme_dict(shapes: list[dict[str, Any]], image_path: str, width: int, height: int) -> dict[str, Any]:
+    """Return a labelme 5.x annotation dict (no embedded image data)."""
+    return {
+        "version": LABELME_VERSION,
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": image_path,
+        "imageData": None,
+        "imageHeight": height,
+        "imageWidth": width,
+    }

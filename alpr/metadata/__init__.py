@@ -1,0 +1,56 @@
+"""The metadata store: dataset versions, pipeline runs, models, evaluations, test results, deployments and tuning
+studies, with their lineage, in one SQLAlchemy Core schema over SQLite (the default) or MySQL/MariaDB (pymysql).
+
+- :mod:`alpr.metadata.errors`: the error types (:class:`MetadataError` and its subclasses).
+- :mod:`alpr.metadata.schema`: the tables, the UTC timestamp type and the value vocabularies (splits, run,
+  deployment and tuning states) that the CHECK constraints are built from.
+- :mod:`alpr.metadata.rows`: argument checks, id lookups by name and insert helpers shared by reads and writes.
+- :mod:`alpr.metadata.queries`: every read, once, as a function of a connection; the registry that makes each one
+  a method of the store and of a transaction.
+- :mod:`alpr.metadata.transaction`: :class:`MetadataTx`, the writes, all-or-nothing inside one transaction.
+- :mod:`alpr.metadata.store`: :class:`MetadataStore`, the engine (URL, password injection, SQLite settings),
+  schema creation and transactions.
+- :mod:`alpr.metadata.cli`: the command line, ``alpr db init|show-url`` (also ``python -m alpr.metadata``).
+
+Usage::
+
+    store = MetadataStore("sqlite:///.alpr/metadata.db")
+    store.create_schema()
+    with store.transaction() as tx:           # one transaction: commit on exit, ROLLBACK on any exception
+        tx.add_annotation_version("annotations-v1", git_rev, class_counts, images)
+        push_to_dvc()                         # if this raises, the rows above vanish
+    store.get_annotation_version("annotations-v1")
+
+Errors: :class:`NotFound` (a :class:`LookupError`) when a named version/run or a model id does not exist,
+:class:`AlreadyExists` for a duplicate name, ``ValueError`` for malformed arguments (a string longer than its
+column, an unknown split, a file name that is not part of the annotation version, ...),
+:class:`MetadataConnectionError` when the database cannot be reached. All but ``ValueError`` derive from
+:class:`MetadataError`.
+"""
+
+from alpr.metadata.errors import AlreadyExists, MetadataConnectionError, MetadataError, NotFound
+from alpr.metadata.schema import (
+    DEPLOY_ACTIONS,
+    RUN_RUNNING,
+    SPLITS,
+    TUNING_STUDY_STATES,
+    TUNING_TRIAL_STATES,
+    metadata_obj,
+)
+from alpr.metadata.store import MetadataStore
+from alpr.metadata.transaction import MetadataTx
+
+__all__ = [
+    "DEPLOY_ACTIONS",
+    "RUN_RUNNING",
+    "SPLITS",
+    "TUNING_STUDY_STATES",
+    "TUNING_TRIAL_STATES",
+    "AlreadyExists",
+    "MetadataConnectionError",
+    "MetadataError",
+    "MetadataStore",
+    "MetadataTx",
+    "NotFound",
+    "metadata_obj",
+]

@@ -1,0 +1,226 @@
+"""mmdetection training through the mmengine Runner.
+
+:func:`build_config` loads a config from ``configs/`` (``_base_/`` + leaf) and applies the pipeline's
+hyperparameters; :func:`train` runs it and returns the candidate checkpoints, the merged config and the
+TensorBoard log folder. Resuming: when ``work_dir`` already holds a ``last_checkpoint`` from a run with the same
+config, training continues from it (mmengine ``resume=True``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alpr import spec
+from alpr.defaults import TRAINING_DEFAULTS
+from alpr.model.checkpoints import trusted_checkpoint_loading
+from alpr.model.metrics import complete_metrics
+
+log = logging.getLogger(__name__)
+
+#: The project's config folder (``configs/`` beside the ``alpr`` package).
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+#: The default leaf config (the pipeline's ``config`` parameter, :data:`alpr.defaults.TRAINING_DEFAULTS`).
+DEFAULT_CONFIG = TRAINING_DEFAULTS.config
+#: The cosine schedule decays the learning rate to this fraction of ``lr``.
+FINAL_LR_FACTOR = 0.05
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Training hyperparameters exposed as pipeline parameters; the defaults are the pipeline's
+    (:data:`alpr.defaults.TRAINING_DEFAULTS`).
+
+    Attributes:
+        lr: AdamW base learning rate.
+        epochs: training epochs.
+        batch_size: images per iteration.
+        input_size: square network input, pixels (images are resized keeping aspect ratio, then padded).
+        weight_decay: AdamW weight decay.
+        val_interval: validate (COCO mAP + EIR) every this many epochs; also the checkpoint interval.
+        seed: random seed of mmengine (weights, sampling, augmentation).
+
+    Raises:
+        ValueError: a value out of range (``lr`` <= 0, ``epochs`` < 1, ``input_size`` not a multiple of 32 of at
+            least 64, …), naming each.
+    """
+
+    lr: float = TRAINING_DEFAULTS.lr
+    epochs: int = TRAINING_DEFAULTS.epochs
+    batch_size: int = TRAINING_DEFAULTS.batch_size
+    input_size: int = TRAINING_DEFAULTS.input_size
+    weight_decay: float = TRAINING_DEFAULTS.weight_decay
+    val_interval: int = TRAINING_DEFAULTS.val_interval
+    seed: int = TRAINING_DEFAULTS.seed
+
+    def __post_init__(self) -> None:
+        checks = {
+            "lr": self.lr > 0,
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "input_size": self.input_size >= 64 and self.input_size % 32 == 0,
+            "weight_decay": self.weight_decay >= 0,
+            "val_interval": self.val_interval >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(
+                f"invalid hyperparameter(s) {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} "
+                "(input_size must be a multiple of 32, at least 64)"
+            )
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        work_dir: mmengine work dir.
+        config_path: the merged config (``config.py``) saved next to the checkpoints.
+        checkpoints: candidate checkpoint files (periodic, best-by-EIR and last), oldest first.
+        tensorboard_dir: folder of the TensorBoard event files.
+        val_metrics: the last validation metrics (``coco/bbox_mAP``, ``plate/eir``, …).
+        config_hash: SHA-256 of the merged config text.
+    """
+
+    work_dir: Path
+    config_path: Path
+    checkpoints: list[Path]
+    tensorboard_dir: Path | None
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    config_hash: str = ""
+
+
+def _set_input_size(pipeline: list[dict], size: tuple[int, int]) -> None:
+    """Set the square input ``size`` (pixels) on the resizing, cropping and padding steps of a data pipeline (the
+    configs leave it out): ``Resize``/``RandomResize`` ``scale``, ``RandomCrop`` ``crop_size``, and ``Pad`` ``size``
+    unless the step pads to a divisor or to a square instead."""
+    for step in pipeline:
+        kind = step.get("type")
+        if kind in ("Resize", "RandomResize"):
+            step["scale"] = size
+        elif kind == "RandomCrop":
+            step["crop_size"] = size
+        elif kind == "Pad" and not (step.get("size_divisor") or step.get("pad_to_square")):
+            step["size"] = size
+
+
+def _set_schedule(cfg, hp: Hyperparameters) -> None:
+    """The schedule of ``configs/_base_/schedules/``: epochs, validation and checkpoint interval, AdamW's lr and
+    weight decay, and the cosine decay (after the first epoch, down to ``FINAL_LR_FACTOR * lr``) that follows the
+    config's warm-up."""
+    interval = min(hp.val_interval, hp.epochs)
+    cfg.train_cfg.max_epochs = hp.epochs
+    cfg.train_cfg.val_interval = interval
+    cfg.optim_wrapper.optimizer.lr = hp.lr
+    cfg.optim_wrapper.optimizer.weight_decay = hp.weight_decay
+    _warmup, cosine = cfg.param_scheduler
+    cosine.eta_min = hp.lr * FINAL_LR_FACTOR
+    cosine.begin = min(1, hp.epochs - 1)
+    cosine.end = hp.epochs
+    cosine.T_max = max(1, hp.epochs - cosine.begin)
+    ckpt = cfg.default_hooks.checkpoint
+    ckpt.interval = interval
+    ckpt.save_best = "plate/eir"
+    ckpt.rule = "greater"
+
+
+def build_config(
+    data_root: Path, work_dir: Path, hp: Hyperparameters, *, config: str = DEFAULT_CONFIG, num_workers: int = 1
+):
+    """Load ``configs/<config>`` and apply the classes, the data location and the hyperparameters.
+
+    The configs hold none of what is set here (the comments there name this function): the classes
+    (:data:`alpr.spec.CLASSES` as every dataset's ``metainfo`` and the ``num_classes`` of ``model.bbox_head``; an
+    mmengine config file cannot import :mod:`alpr`), the data root and annotation files, the input size, the
+    training batch size, dataloader workers, the schedule (epochs, validation and checkpoint interval, lr, weight
+    decay, the cosine decay's range), the random seed and the visualizer's name.
+
+    Args:
+        data_root: COCO training version (``annotations/{train,val,test}.json`` + ``images/``).
+        work_dir: where checkpoints, logs and TensorBoard events go.
+        hp: hyperparameters.
+        config: leaf config file name in ``configs/`` (or a path); its model must be a single-stage detector
+            (a ``model.bbox_head``).
+        num_workers: dataloader worker processes (0 runs loading in the main process).
+
+    Returns:
+        mmengine.Config ready for ``Runner.from_cfg``.
+
+    Raises:
+        FileNotFoundError: the config or a split's COCO file is missing.
+    """
+    from mmengine.config import Config
+
+    path = Path(config) if Path(config).is_absolute() else CONFIG_DIR / config
+    if not path.is_file():
+        raise FileNotFoundError(f"mmdetection config {path} not found")
+    data_root = Path(data_root).absolute()
+    for split in ("train", "val"):
+        if not (data_root / "annotations" / f"{split}.json").is_file():
+            raise FileNotFoundError(f"{data_root / 'annotations' / f'{split}.json'} missing: not a training version")
+    cfg = Config.fromfile(str(path))
+    size = (hp.input_size, hp.input_size)
+    cfg.work_dir = str(Path(work_dir).absolute())
+    cfg.randomness = dict(seed=hp.seed)
+    cfg.input_size = size
+    cfg.model.bbox_head.num_classes = len(spec.CLASSES)
+    for loader_name, split in (("train_dataloader", "train"), ("val_dataloader", "val"), ("test_dataloader", "val")):
+        loader = cfg[loader_name]
+        loader.dataset.metainfo = dict(classes=spec.CLASSES)
+        loader.dataset.data_root = str(data_root) + "/"
+        loader.dataset.ann_file = f"annotations/{split}.json"
+        _set_input_size(loader.dataset.pipeline, size)
+        loader.num_workers = num_workers
+        loader.persistent_workers = num_workers > 0
+    cfg.train_dataloader.batch_size = hp.batch_size
+    # mmengine keeps visualizers in a process-wide registry by name: a fresh name per run keeps a second run in
+    # the same process (tests, the local tuner) from writing into the first run's TensorBoard folder.
+    cfg.visualizer.name = f"visualizer-{uuid.uuid4().hex[:12]}"
+    for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+        for metric in evaluator:
+            metric["ann_file"] = str(data_root / "annotations" / "val.json")
+    _set_schedule(cfg, hp)
+    return cfg
+
+
+def config_hash(cfg) -> str:
+    """SHA-256 (hex) of the config's text without the per-run parts (work dir, visualizer instance name), so the
+    same model configuration hashes the same wherever and whenever it is trained."""
+    text = cfg.pretty_text.replace(str(cfg.work_dir), "<work_dir>").replace(str(cfg.visualizer.name), "<visualizer>")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def train(cfg, *, resume: bool = True) -> TrainResult:
+    """Train with mmengine's Runner and collect the results.
+
+    Args:
+        cfg: from :func:`build_config`.
+        resume: continue from ``work_dir/last_checkpoint`` when present (after a kill).
+
+    Returns:
+        :class:`TrainResult`.
+    """
+    from mmengine.runner import Runner
+
+    work_dir = Path(cfg.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cfg.resume = bool(resume and (work_dir / "last_checkpoint").is_file())
+    if cfg.resume:
+        log.info("resuming from %s", (work_dir / "last_checkpoint").read_text().strip())
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    runner = Runner.from_cfg(cfg)
+    with trusted_checkpoint_loading():
+        runner.train()
+
+    last = runner.message_hub.log_scalars
+    metrics = complete_metrics({k[4:]: float(v.current()) for k, v in last.items() if k.startswith("val/")})
+    config_path = work_dir / "config.py"
+    cfg.dump(str(config_path))
+    checkpoints = sorted(work_dir.glob("*.pth"), key=lambda p: p.stat().st_mtime)
+    tb = sorted(work_dir.glob("*/vis_data"))
+    return TrainResult(work_dir, config_path, checkpoints, tb[-1] if tb else None, metrics, config_hash(cfg))

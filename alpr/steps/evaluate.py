@@ -1,0 +1,99 @@
+"""The Evaluate step: every candidate on val, one selected, its reading settings chosen, published and recorded."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from alpr import storage
+from alpr.model.evaluation import evaluate_checkpoint, select_best, tune_reading
+from alpr.model.inference import write_model_dir
+from alpr.settings import Settings
+from alpr.steps.lineage import CandidatesLineage, ModelLineage, read_lineage
+from alpr.steps.runs import marks_run_failed, open_store
+
+
+@marks_run_failed
+def evaluate_step(
+    settings: Settings,
+    *,
+    data_root: Path,
+    candidates_dir: Path,
+    out_dir: Path,
+    run_name: str,
+    selection_metric: str = "eir",
+) -> ModelLineage:
+    """Evaluate every candidate checkpoint on the val split, select one, publish and record it.
+
+    Every candidate becomes a ``models`` row with its evaluation; the selected one gets its reading thresholds
+    chosen on the val split (:func:`alpr.model.evaluation.tune_reading`; its val reading metrics are those at the
+    chosen thresholds), is marked selected and published as a model directory (:mod:`alpr.model.inference`) to
+    ``<storage>/runs/<run_name>/model``, which is also copied into ``out_dir``. A failure marks the run failed.
+
+    Args:
+        data_root: Record's folder (its val split is used).
+        candidates_dir: Train's folder (a :class:`~alpr.steps.lineage.CandidatesLineage`).
+        out_dir: receives the model directory (``config.py``, ``model.pth``, ``model.json``) and ``lineage.json``.
+        run_name: the pipeline run.
+        selection_metric: one of :data:`alpr.model.metrics.METRIC_KEYS`.
+
+    Returns:
+        the lineage written to ``out_dir``: the selected model's val metrics, every candidate's, its storage URI,
+        its model id, its checkpoint, and Train's lineage.
+
+    Raises:
+        FileNotFoundError, alpr.steps.lineage.LineageError: ``candidates_dir`` is not Train's output.
+        ValueError: an unknown ``selection_metric``, or no candidates.
+    """
+    candidates_dir = Path(candidates_dir)
+    trained = read_lineage(candidates_dir, CandidatesLineage)
+    config_path = candidates_dir / "config.py"
+    results = {
+        name: evaluate_checkpoint(config_path, candidates_dir / name, data_root, "val") for name in trained.candidates
+    }
+    best = select_best(results, selection_metric)
+    store = open_store(settings)
+    model_uri = storage.open_storage(settings.storage_uri).join("runs", run_name, "model")
+    out_dir = Path(out_dir)
+    meta = {
+        "lineage": {k: v for k, v in trained.to_dict().items() if k != "candidates"},
+        "checkpoint": best,
+        "val_metrics": results[best],
+        "selection_metric": selection_metric,
+    }
+    write_model_dir(out_dir, config_path, candidates_dir / best, meta)
+    _, tuned = tune_reading(out_dir, data_root, "val")
+    results[best] = {**results[best], **tuned}
+    with store.transaction() as tx:
+        ids = {}
+        for name, metrics in results.items():
+            ids[name] = tx.add_model(
+                uri=model_uri if name == best else f"{trained.train_uri}/{name}",
+                training_version=trained.training_version,
+                run=run_name,
+                config_uri=f"{trained.train_uri}/config.py",
+                config_hash=trained.config_hash,
+                checkpoint=name,
+                epoch=_epoch_of(name),
+                hyperparameters=trained.hyperparameters,
+            )
+            tx.add_evaluation(ids[name], "val", metrics, run=run_name)
+        tx.select_model(ids[best], selection_metric, results[best].get(selection_metric))
+        storage.publish(out_dir, model_uri)
+    lineage = ModelLineage(
+        **trained.training_fields(),
+        candidates=results,
+        metrics=results[best],
+        model_uri=model_uri,
+        model_id=ids[best],
+        checkpoint=best,
+        selection_metric=selection_metric,
+    )
+    lineage.write(out_dir)
+    return lineage
+
+
+def _epoch_of(checkpoint: str) -> int | None:
+    """The epoch in a checkpoint's file name (``epoch_12.pth`` → 12), or None (``best_*.pth`` without one)."""
+    m = re.search(r"epoch_(\d+)", checkpoint)
+    return int(m.group(1)) if m else None

@@ -1,0 +1,93 @@
+"""The Test step: the selected model reads the held-out split; HTML report, recorded results, the run finished."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from alpr import storage
+from alpr.model.evaluation import evaluate_checkpoint
+from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, PlateReader
+from alpr.model.metrics import PlateMetrics
+from alpr.model.reading import plate_texts
+from alpr.model.report import ReportEntry, write_report
+from alpr.settings import Settings
+from alpr.steps.lineage import ModelLineage, TestResult, read_lineage
+from alpr.steps.runs import finite_metrics, marks_run_failed, open_store
+
+#: The lineage fields shown in the report.
+REPORT_LINEAGE = ("annotation_version", "training_version", "git_rev", "model_uri", "checkpoint", "config_hash")
+
+
+@marks_run_failed
+def test_step(
+    settings: Settings, *, data_root: Path, model_dir: Path, report_dir: Path, run_name: str, split: str = "test"
+) -> TestResult:
+    """Read the ``split`` images with the selected model, write the HTML report (also published to
+    ``<storage>/runs/<run_name>/report``), record the results and mark the run succeeded.
+
+    Args:
+        data_root: Record's folder.
+        model_dir: Evaluate's folder (a :class:`~alpr.steps.lineage.ModelLineage`).
+        report_dir: receives the report (``index.html``, ``images/``).
+        run_name: the pipeline run (finished ``succeeded`` here; a failure marks it failed).
+        split: the split read.
+
+    Returns:
+        the metrics (EIR, plate precision, character accuracy, mAP, mAP@0.5), image counts, the report's path and
+        storage URI.
+
+    Raises:
+        FileNotFoundError, alpr.steps.lineage.LineageError: ``model_dir`` is not Evaluate's output.
+    """
+    model_dir, data_root = Path(model_dir), Path(data_root)
+    lineage = read_lineage(model_dir, ModelLineage)
+    images = json.loads((data_root / "annotations" / f"{split}.json").read_text())["images"]
+    reader = PlateReader(model_dir)
+    paths = [data_root / img["file_name"] for img in images]
+    readings = reader.read_files(paths) if paths else []
+    acc = PlateMetrics()
+    entries, rows = [], []
+    for img, path, reading in zip(images, paths, readings, strict=True):
+        truth = img.get("plates", [])
+        acc.add(truth, reading)
+        truth_texts = sorted(p["text"] for p in truth)
+        exact = truth_texts == sorted(plate_texts(reading))
+        entries.append(ReportEntry(image_path=path, truth=truth, reading=reading))
+        rows.append(
+            {"file_name": Path(img["file_name"]).name, "truth": truth_texts, "reading": reading, "exact": exact}
+        )
+    reading_metrics = acc.result()
+    detection = (
+        evaluate_checkpoint(model_dir / CONFIG_FILE, model_dir / CHECKPOINT_FILE, data_root, split) if images else {}
+    )
+    metrics = {
+        **{k: detection[k] for k in ("mAP", "mAP_50") if k in detection},
+        **{k: float(reading_metrics[k]) for k in ("eir", "plate_precision", "char_accuracy")},
+    }
+    shown = lineage.to_dict()
+    report = write_report(
+        Path(report_dir),
+        entries,
+        finite_metrics(metrics),
+        title=f"ALPR test report — {run_name}",
+        lineage={k: shown[k] for k in REPORT_LINEAGE},
+    )
+    report_root = storage.open_storage(settings.storage_uri).join("runs", run_name, "report")
+    report_uri = storage.publish(Path(report_dir), report_root)
+    store = open_store(settings)
+    with store.transaction() as tx:
+        tx.add_evaluation(lineage.model_id, split, metrics, run=run_name)
+        tx.add_test_results(lineage.model_id, rows, run=run_name)
+        tx.finish_run(run_name, "succeeded")
+    return TestResult(
+        metrics=metrics,
+        images=len(images),
+        exact_images=sum(r["exact"] for r in rows),
+        report=Path(report),
+        report_uri=report_uri,
+        model_uri=lineage.model_uri,
+    )
+
+
+test_step.__test__ = False  # type: ignore[attr-defined]  # a pipeline step, not a pytest test

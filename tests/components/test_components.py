@@ -1,0 +1,210 @@
+"""Each KFP component's function called directly (``.python_func``) on a real workspace, in pipeline order."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import TINY_HP
+from kfp.dsl import HTML, Dataset, Markdown, Metrics, Model
+
+from alpr.data.synth import synthesize
+from alpr.data.versions import register_annotation_version
+from alpr.metadata import MetadataStore
+from alpr.settings import Settings
+from components.deploy import deploy
+from components.evaluate import evaluate
+from components.record import record
+from components.test import test as test_component
+from components.train import train
+
+RUN = "component-test-run"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A workspace with one registered annotation version of 20 synthetic images; env set for the components."""
+    ws = tmp_path_factory.mktemp("ws")
+    settings = Settings(workspace=ws)
+    mp = pytest.MonkeyPatch()
+    for key, value in settings.environ().items():
+        mp.setenv(key, value)
+    src = tmp_path_factory.mktemp("labelme")
+    synthesize(src, 20, seed=21, progress=False)
+    register_annotation_version(settings, src, "v1", progress=False)
+    yield settings
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("artifacts")
+    return {
+        "dataset": Dataset(name="dataset", uri=str(root / "dataset")),
+        "candidates": Model(name="model", uri=str(root / "candidates")),
+        "train_metrics": Metrics(name="metrics", uri=str(root / "train_metrics")),
+        "selected": Model(name="selected_model", uri=str(root / "selected")),
+        "eval_metrics": Metrics(name="metrics", uri=str(root / "eval_metrics")),
+        "report": HTML(name="report", uri=str(root / "report.html")),
+        "test_metrics": Metrics(name="metrics", uri=str(root / "test_metrics")),
+    }
+
+
+def test_record(workspace, artifacts):
+    ds = artifacts["dataset"]
+    record.python_func(
+        annotation_version="v1",
+        train_fraction=0.6,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        split_seed=0,
+        run_name=RUN,
+        dataset=ds,
+    )
+    assert ds.metadata["annotation_version"] == "v1"
+    assert ds.metadata["training_version"].startswith("training-v1-")
+    assert len(ds.metadata["git_rev"]) == 40
+    assert sum(ds.metadata["images"].values()) == 20
+    assert (Path(ds.path) / "annotations" / "train.json").is_file()
+    assert MetadataStore(workspace.db_url).get_run(RUN)["status"] == "running"
+
+
+def test_train(workspace, artifacts):
+    model, metrics = artifacts["candidates"], artifacts["train_metrics"]
+    train.python_func(
+        dataset=artifacts["dataset"],
+        run_name=RUN,
+        config="rtmdet_tiny_alpr.py",
+        weight_decay=0.05,
+        seed=0,
+        model=model,
+        metrics=metrics,
+        **TINY_HP,
+    )
+    assert "epoch_2.pth" in model.metadata["candidates"]
+    assert (Path(model.path) / "config.py").is_file()
+    assert Path(model.metadata["train_uri"], "config.py").is_file()
+    assert list(Path(model.metadata["tensorboard_uri"]).rglob("events.out.tfevents.*"))
+    assert "plate_eir" in metrics.metadata and "coco_bbox_mAP" in metrics.metadata
+
+
+def test_evaluate(workspace, artifacts):
+    selected, metrics = artifacts["selected"], artifacts["eval_metrics"]
+    evaluate.python_func(
+        dataset=artifacts["dataset"],
+        candidates=artifacts["candidates"],
+        run_name=RUN,
+        selection_metric="eir",
+        selected_model=selected,
+        metrics=metrics,
+    )
+    assert {"val_eir", "val_mAP", "val_char_accuracy"} <= set(metrics.metadata)
+    for name in ("config.py", "model.pth", "model.json"):
+        assert (Path(selected.path) / name).is_file()
+        assert (Path(selected.metadata["model_uri"]) / name).is_file()
+    store = MetadataStore(workspace.db_url)
+    latest = store.latest_selected_model()
+    assert latest["id"] == selected.metadata["model_id"] and latest["uri"] == selected.metadata["model_uri"]
+    assert len(store.models_of_training_version(artifacts["dataset"].metadata["training_version"])) >= 2
+
+
+def test_test(workspace, artifacts):
+    report, metrics = artifacts["report"], artifacts["test_metrics"]
+    test_component.python_func(
+        dataset=artifacts["dataset"], model=artifacts["selected"], run_name=RUN, report=report, metrics=metrics
+    )
+    html = Path(report.path).read_text()
+    assert "ALPR test report" in html and 'src="data:image/jpeg;base64,' in html
+    assert (Path(report.path + "_files") / "index.html").is_file()
+    assert (Path(report.metadata["report_uri"]) / "index.html").is_file()  # published to storage too
+    assert {"test_eir", "test_plate_precision", "test_char_accuracy", "test_mAP"} <= set(metrics.metadata)
+    store = MetadataStore(workspace.db_url)
+    model_id = artifacts["selected"].metadata["model_id"]
+    rows = store.test_results(model_id)
+    n_test = json.loads((Path(artifacts["dataset"].path) / "annotations" / "test.json").read_text())["images"]
+    assert len(rows) == len(n_test) == report.metadata["images"]
+    assert store.get_run(RUN)["status"] == "succeeded"
+
+
+def test_deploy(workspace, artifacts, tmp_path, monkeypatch):
+    monkeypatch.delenv("ALPR_DEPLOY_TARGET", raising=False)
+    decision, metrics = Markdown(name="decision", uri=str(tmp_path / "decision.md")), Metrics(name="m", uri="")
+    action = deploy.python_func(
+        model=artifacts["selected"],
+        run_name=RUN,
+        deploy_target="",
+        min_eir_improvement=0.0,
+        decision=decision,
+        metrics=metrics,
+    )
+    model_id = artifacts["selected"].metadata["model_id"]
+    assert action == "deployed" and decision.metadata["target"] == "local"  # nothing was served: deploy
+    text = Path(decision.path).read_text()
+    assert (
+        "**deployed**" in text and "make serve MODEL=" in text and artifacts["selected"].metadata["model_uri"] in text
+    )
+    assert metrics.metadata["deployed"] == 1.0 and "deploy_new_eir" in metrics.metadata
+    # the same model again: already served, skipped; both decisions are in the metadata store
+    again = Markdown(name="decision", uri=str(tmp_path / "again.md"))
+    assert (
+        deploy.python_func(
+            model=artifacts["selected"],
+            run_name=RUN,
+            deploy_target="local",
+            min_eir_improvement=0.0,
+            decision=again,
+            metrics=Metrics(name="m", uri=""),
+        )
+        == "skipped"
+    )
+    rows = MetadataStore(workspace.db_url).deployments("local")
+    assert [(r["action"], r["model_id"], r["run"]) for r in rows] == [
+        ("deployed", model_id, RUN),
+        ("skipped", model_id, RUN),
+    ]
+    assert "already served" in rows[1]["reason"]
+
+
+def test_record_refuses_an_unknown_version(workspace, tmp_path):
+    from alpr.data.repo import DatasetRepoError
+
+    with pytest.raises(DatasetRepoError, match="'v404'"):
+        record.python_func(
+            annotation_version="v404",
+            train_fraction=0.8,
+            val_fraction=0.1,
+            test_fraction=0.1,
+            split_seed=0,
+            run_name="other",
+            dataset=Dataset(name="d", uri=str(tmp_path / "d")),
+        )
+    run = MetadataStore(workspace.db_url).get_run("other")
+    assert run["status"] == "failed" and run["finished_at"] is not None  # not left "running" forever
+
+
+def test_a_failing_step_marks_its_run_failed(workspace, tmp_path):
+    """Record succeeds, Train fails (a config that does not exist): the run ends ``failed``, the error is Train's."""
+    dataset = Dataset(name="d", uri=str(tmp_path / "d"))
+    record.python_func(
+        annotation_version="v1",
+        train_fraction=0.6,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        split_seed=0,
+        run_name="broken-train",
+        dataset=dataset,
+    )
+    store = MetadataStore(workspace.db_url)
+    assert store.get_run("broken-train")["status"] == "running"
+    with pytest.raises(Exception, match="no_such_config"):
+        train.python_func(
+            dataset=dataset,
+            run_name="broken-train",
+            config="no_such_config.py",
+            weight_decay=0.05,
+            seed=0,
+            model=Model(name="m", uri=str(tmp_path / "m")),
+            metrics=Metrics(name="x", uri=str(tmp_path / "x")),
+            **TINY_HP,
+        )
+    run = store.get_run("broken-train")
+    assert run["status"] == "failed" and run["finished_at"] is not None

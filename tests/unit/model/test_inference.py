@@ -1,0 +1,203 @@
+"""Reading plates with a (tiny) trained model: the model directory and PlateReader (the predict command line is
+tested in tests/unit/serving/test_predict.py)."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from readings import check_reading
+
+from alpr import spec
+from alpr.model.inference import METADATA_FILE, ModelError, PlateReader, fetch_model, resolve_model_uri
+
+
+@pytest.fixture(scope="module")
+def reader(tiny_model_dir):
+    return PlateReader(tiny_model_dir)
+
+
+def test_model_dir_has_metadata(tiny_model_dir):
+    meta = json.loads((tiny_model_dir / METADATA_FILE).read_text())
+    assert meta["classes"][-2:] == ["plate_one_line", "plate_two_line"] and len(meta["classes"]) == 17
+    assert "plate_score_thr" in meta["thresholds"]
+
+
+def test_read_arrays_of_any_size(reader, tiny_coco):
+    img = cv2.imread(str(next((tiny_coco / "images").glob("*.jpg"))))
+    blank = np.full((720, 1280, 3), 127, np.uint8)
+    readings = reader.read([img, blank])
+    assert len(readings) == 2
+    for r in readings:
+        check_reading(r)
+    h, w = img.shape[:2]
+    for plate in readings[0]["plates"]:
+        x1, y1, x2, y2 = plate["box"]
+        assert -1 <= x1 <= x2 <= w + 1 and -1 <= y1 <= y2 <= h + 1
+    assert reader.read([]) == []
+
+
+def test_read_files_names_an_undecodable_file(reader, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        reader.read_files([bad])
+
+
+def test_model_errors_name_the_path(tmp_path):
+    with pytest.raises(ModelError, match="model.pth missing"):
+        (tmp_path / "m").mkdir()
+        (tmp_path / "m" / "config.py").write_text("")
+        fetch_model(str(tmp_path / "m"), tmp_path / "cache")
+    assert resolve_model_uri("/some/dir") == "/some/dir"
+
+
+def test_latest_without_a_selected_model(tmp_path):
+    with pytest.raises(ModelError, match="no selected model"):
+        resolve_model_uri("latest", db_url=f"sqlite:///{tmp_path / 'm.db'}")
+
+
+def test_served_checkpoint_is_weights_only(tiny_model_dir):
+    import torch
+
+    ckpt = torch.load(str(tiny_model_dir / "model.pth"), map_location="cpu", weights_only=True)
+    assert set(ckpt) == {"meta", "state_dict"} and ckpt["meta"]["dataset_meta"]["classes"][0] == "0"
+
+
+# ------------------------------------------------------------------------------------------------ zoomed reading
+
+
+def _dets(rows):
+    """rows: (label, x1, y1, x2, y2, score) → (bboxes, labels, scores) arrays."""
+    from alpr import spec
+
+    b = np.array([r[1:5] for r in rows], float).reshape(-1, 4)
+    return b, np.array([spec.class_id(r[0]) for r in rows], np.int64), np.array([r[5] for r in rows], float)
+
+
+def test_zoom_regions_pick_small_confident_plates_with_margins():
+    from alpr.model.inference import zoom_regions
+
+    dets = _dets(
+        [
+            ("plate_one_line", 600, 400, 700, 420, 0.9),  # 100 px wide in 1280 → 25 px at 320: zoom
+            ("plate_two_line", 100, 100, 700, 400, 0.9),  # 600 px → 150 px at 320: no zoom
+            ("plate_one_line", 10, 10, 60, 20, 0.1),  # below the plate threshold
+            ("1", 610, 402, 620, 418, 0.9),
+        ]
+    )
+    regions = zoom_regions((720, 1280), dets, 320, 96, 0.3)
+    assert len(regions) == 1
+    plate, (x0, y0, x1, y1) = regions[0]
+    assert plate == (600, 400, 700, 420)
+    assert (x0, x1) == (550, 750)  # half the plate's width each side
+    assert abs((y1 - y0) - 112.5) <= 1 and abs((y0 + y1) / 2 - 410) <= 1  # 9/16 of the 200 px crop width, centred
+    assert zoom_regions((720, 1280), dets, 320, 0, 0.3) == []
+
+
+def test_zoom_regions_clip_to_the_image():
+    from alpr.model.inference import zoom_regions
+
+    dets = _dets([("plate_one_line", 0, 0, 50, 12, 0.9)])
+    ((_, (x0, y0, x1, y1)),) = zoom_regions((720, 1280), dets, 320, 96, 0.3)
+    assert (x0, y0) == (0, 0) and x1 == 75 and y1 == 34  # 100 x 56 crop centred on (25, 6), cut at 0
+
+
+def test_merge_zoomed_replaces_the_plates_characters_only():
+    from alpr.model.inference import merge_zoomed
+    from alpr.model.reading import read_arrays
+
+    first = _dets(
+        [
+            ("plate_one_line", 600, 400, 700, 420, 0.9),
+            ("8", 605, 402, 640, 418, 0.6),  # a blur of 2 glyphs
+            ("5", 10, 10, 20, 30, 0.9),
+        ]
+    )  # outside the plate: kept
+    # In the crop (top-left at 550, 354) the glyphs are found one by one.
+    crop = _dets(
+        [
+            ("1", 57, 48, 67, 64, 0.9),
+            ("2", 70, 48, 80, 64, 0.9),
+            ("A", 83, 48, 93, 64, 0.9),
+            ("3", 96, 48, 106, 64, 0.9),
+            ("4", 109, 48, 119, 64, 0.9),
+            ("5", 122, 48, 132, 64, 0.9),
+            ("6", 135, 48, 145, 64, 0.9),
+            ("7", 0, 0, 10, 10, 0.9),
+        ]
+    )  # the last one lies outside the plate
+    boxes, labels, scores = merge_zoomed(first, (600, 400, 700, 420), (550, 354), crop)
+    assert len(boxes) == 1 + 1 + 7
+    reading = read_arrays(boxes, labels, scores)
+    assert [p["text"] for p in reading["plates"]] == ["12A3456"]
+    assert reading["plates"][0]["characters"][0]["box"] == [607.0, 402.0, 617.0, 418.0]
+
+
+def test_zoomed_detection_runs_end_to_end(reader, tiny_coco):
+    """The second pass on a real (tiny) model: same output structure, never fewer plates than one pass."""
+    img = cv2.imread(str(sorted((tiny_coco / "images").glob("*.jpg"))[0]))
+    one = reader.detect([img], zoom_below_px=0)[0]
+    two = reader.detect([img], zoom_below_px=10_000)[0]
+    assert two[0].shape[1] == 4 and len(two[0]) == len(two[1]) == len(two[2])
+    plate_ids = {15, 16}
+    assert sum(int(c) in plate_ids for c in two[1]) == sum(int(c) in plate_ids for c in one[1])
+
+
+def test_zoom_choices_share_one_first_pass_and_equal_separate_calls(reader, tiny_coco, monkeypatch):
+    """Evaluate's zoom sweep runs the first pass once; each choice's detections equal a separate detect call.
+
+    The tiny model finds no plates, so its first pass gets each image's ground-truth plates added (label and score
+    as a trained model would give them); the crops then go through the real detector.
+    """
+    plates = {}
+    for ann in (tiny_coco / "annotations").glob("*.json"):
+        for img in json.loads(ann.read_text())["images"]:
+            plates[Path(img["file_name"]).name] = img.get("plates", [])
+    paths = sorted((tiny_coco / "images").glob("*.jpg"))[:3]
+    frames = {hashlib.sha256(cv2.imread(str(p)).tobytes()).hexdigest(): plates[p.name] for p in paths}
+    calls = []
+    run = reader._run
+
+    def run_with_plates(images, size=0):
+        calls.append(len(images))
+        out = run(images, size)
+        added = []
+        for img, (b, found, sc) in zip(images, out):
+            truth = frames.get(hashlib.sha256(img.tobytes()).hexdigest(), [])  # a crop has none
+            boxes = np.array([t["box"] for t in truth], np.float64).reshape(-1, 4)
+            labels = np.array([spec.class_id(spec.PLATE_ONE_LINE)] * len(truth), np.int64)
+            added.append(
+                (np.concatenate([b, boxes]), np.concatenate([found, labels]), np.concatenate([sc, np.ones(len(truth))]))
+            )
+        return added
+
+    monkeypatch.setattr(reader, "_run", run_with_plates)
+    choices = (0, 64, 10_000)
+    together = reader.detect_files_zoom_choices(paths, choices, batch_size=8)
+    assert calls == [len(paths), sum(len(v) for v in frames.values())]  # first pass once, every crop once
+    for zoom in choices:
+        alone = reader.detect_files(paths, zoom_below_px=zoom)
+        assert len(alone) == len(together[zoom]) == len(paths)
+        for a, b in zip(alone, together[zoom]):
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="zoom_choices"):
+        reader.detect_zoom_choices([], ())
+
+
+def test_reader_pads_to_the_stride_not_to_a_square(reader):
+    """A 16:9 frame is resized to the input's long side and padded to a multiple of 32 only (128 x 72 → 128 x 96
+    for the tiny model's 128 px input), so inference does not pay for the square's padding."""
+    frame = np.full((720, 1280, 3), 127, np.uint8)
+    data = reader._pipeline(0)(dict(img=frame, img_id=0))
+    assert tuple(data["inputs"].shape) == (3, 96, 128)
+    reader.pad_to_stride = False
+    reader._pipelines.clear()
+    try:
+        assert tuple(reader._pipeline(0)(dict(img=frame, img_id=0))["inputs"].shape) == (3, 128, 128)
+    finally:
+        reader.pad_to_stride = True
+        reader._pipelines.clear()
