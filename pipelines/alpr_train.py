@@ -1,7 +1,7 @@
 """The KFP v2 pipeline ``alpr-train``: annotation version → trained, evaluated, selected, tested, deployed reader.
 
 Record → (Tune) → Train → Evaluate → Test → Deploy, each a component of :mod:`components`. Every parameter and its
-default comes from :data:`PIPELINE_DEFAULTS` (built from :mod:`alpr.defaults`, the Deploy step's and the Tune step's
+default comes from :data:`DEFAULTS` (built from :mod:`alpr.defaults`, the Deploy step's and the Tune step's
 defaults), which also feeds the command-line flags of :mod:`pipelines.run`.
 """
 
@@ -25,12 +25,11 @@ from components.tune import tune as tune_step
 PIPELINE_NAME: Final = "alpr-train"
 
 #: Pipeline parameters and their defaults (the embedded defaults; each is also a command-line flag).
-PIPELINE_DEFAULTS: Final[dict[str, object]] = {
+DEFAULTS: Final[dict[str, object]] = {
     **TRAINING_DEFAULTS,  # Record, Train, Evaluate
     **DEPLOY_DEFAULTS,  # Deploy: deploy_target, min_eir_improvement
     **TUNING_DEFAULTS,  # Tune (off by default): tune, tune_algorithm, tune_max_trials, tune_parallel, …
 }
-DEFAULTS = PIPELINE_DEFAULTS  # the name the tests and older callers use
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="ALPR: Record → Train (mmdetection) → Evaluate → Test → Deploy")

@@ -18,18 +18,12 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
 
-from alpr.defaults import TUNING_DEFAULTS
 from alpr.metadata import MetadataStore
 from alpr.tuning import katib
 from alpr.tuning.options import FIXED_HYPERPARAMETERS, TuningOptions, default_study_name
 from alpr.tuning.results import load_tuned_params, outcome_json
 from alpr.tuning.run import TuningFailed, tune
-
-#: The pipeline parameters that configure a study (also parameters of the pipeline's Tune step) and their defaults:
-#: :data:`alpr.defaults.TUNING_DEFAULTS` (a read-only mapping; tune, tune_algorithm, tune_max_trials, …).
-TUNE_DEFAULTS: Final = TUNING_DEFAULTS
 
 
 def add_arguments(parser: argparse.ArgumentParser, mode: argparse._MutuallyExclusiveGroup) -> None:

@@ -92,10 +92,6 @@ def test_bad_flags_exit_naming_them(argv, named, capsys):
     assert named in capsys.readouterr().err
 
 
-def test_the_tune_defaults_are_alpr_defaults():
-    assert cli.TUNE_DEFAULTS is TUNING_DEFAULTS
-
-
 def test_without_params_from_tuning_nothing_changes():
     args = _pipeline_args(lr=0.5)
     assert cli.apply_tuned_params(args) == {}
