@@ -16,7 +16,7 @@ MODEL ?= latest
 PORT ?= 8080
 TUNE_ARGS ?=
 
-.PHONY: help install lint format run compile tune test test-fast tensorboard serve bench-serve load-serve bench-train bench-heldout bench-faces images lint-docker manifests helm-lint submit clean clean-workspace
+.PHONY: help install lint format run compile tune test test-fast tensorboard serve bench-serve load-serve bench-train bench-heldout bench-plate bench-faces images lint-docker manifests helm-lint submit clean clean-workspace
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -66,8 +66,11 @@ serve: ## Serve a model with KServe on http://localhost:$(PORT) (MODEL=latest|di
 bench-train: ## Time-to-accuracy of the default training (≈1 h on 2 CPU cores): val EIR curve, test metrics → docs/
 	$(PY) benchmarks/bench_train.py --workspace .alpr-bench --json docs/bench_train.json --png docs/bench_train.png
 
-bench-heldout: ## Read a held-out set (other fonts and photographs, 1280x720) with MODEL; EIR, plate precision, char accuracy
+bench-heldout: ## Read a road-like held-out set (unseen fonts and photos, 1920x1080 + 1280x720) with MODEL; EIR, recall, precision per width/angle/layout/brightness
 	$(PY) benchmarks/bench_heldout.py --model $(MODEL) --json docs/bench_heldout.json
+
+bench-plate: ## Plate detector design: train it on road-like frames (≈20 min), then recall per plate-width bucket vs latency at 480/640/800 → docs/
+	$(PY) benchmarks/bench_plate_detector.py --work .alpr-bench/plate --sizes 480,640,800 --json docs/bench_plate_detector.json
 
 bench-faces: ## After bench-train: val EIR and char accuracy per plate type face (replays the bootstrap) → docs/
 	$(PY) benchmarks/face_errors.py --workspace .alpr-bench --split val --json docs/bench_faces.json

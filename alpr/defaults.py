@@ -21,6 +21,8 @@ from typing import Final
 BOOTSTRAP_VERSION: Final = "annotations-v1"
 #: Synthetic images in the bootstrap annotation version (80 % train, 10 % val, 10 % test).
 BOOTSTRAP_IMAGES: Final = 2000
+#: The synthesizer's conditions preset the bootstrap draws with (``alpr.data.synth.PRESETS``: ``classic``, ``road``).
+BOOTSTRAP_CONDITIONS: Final = "road"
 
 
 class _Parameters(Mapping[str, object]):
@@ -64,6 +66,9 @@ class TrainingDefaults(_Parameters):
         weight_decay: AdamW weight decay.
         val_interval: validate (and keep a checkpoint) every this many epochs.
         seed: random seed of training (weights, sampling, augmentation).
+        plate_input_size: the plate detector's input (long side, pixels) of the two-stage design
+            (docs/detection_design.md); 0: no plate detector, the one detector of ``config`` finds the plates.
+        plate_epochs: the plate detector's training epochs (when ``plate_input_size`` is set).
         selection_metric: the metric Evaluate selects the checkpoint by (``eir``, ``mAP``, …).
     """
 
@@ -72,14 +77,16 @@ class TrainingDefaults(_Parameters):
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
-    config: str = "rtmdet_tiny_alpr.py"
+    config: str = "rtmdet_tiny_reader_alpr.py"
     lr: float = 0.004
-    epochs: int = 16
+    epochs: int = 12
     batch_size: int = 8
     input_size: int = 320
     weight_decay: float = 0.05
     val_interval: int = 2
     seed: int = 0
+    plate_input_size: int = 640
+    plate_epochs: int = 6
     selection_metric: str = "eir"
 
     @property

@@ -18,8 +18,11 @@ def evaluate(
     """Evaluate every candidate checkpoint on the val split and select one.
 
     Metrics: COCO bbox mAP and mAP@0.5 (pycocotools through mmdetection's CocoMetric), EIR, plate precision and
-    character accuracy (PLATE_SPEC.md). The selected checkpoint is published to storage as a model directory,
-    recorded in the metadata store with every candidate's evaluation, and output as ``selected_model``.
+    character accuracy (PLATE_SPEC.md), recall, and recall per plate-width bucket (``val_recall_width_lt5``,
+    ``_5_10``, ``_10_20``, ``_ge20``: plates < 5 %, 5-10 %, 10-20 %, >= 20 % of the image width). The selected
+    checkpoint is published to storage as a model directory, recorded in the metadata store with every candidate's
+    evaluation, and output as ``selected_model``; its ``model.json`` holds the full val breakdown by plate width,
+    angle, layout and brightness (key ``breakdown``, :mod:`alpr.model.breakdown`), which the step also logs.
 
     Args:
         dataset: the training version (val split used).
@@ -27,7 +30,8 @@ def evaluate(
         run_name: the pipeline run's name.
         selection_metric: one of eir, plate_precision, char_accuracy, mAP, mAP_50.
         selected_model: output model directory (config.py, model.pth, model.json); metadata has its storage URI.
-        metrics: the selected checkpoint's val metrics.
+        metrics: the selected checkpoint's val metrics (finite values only: a width bucket val has no plates in
+            is left out).
     """
     from pathlib import Path
 

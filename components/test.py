@@ -1,7 +1,7 @@
 """Test: read the held-out test split with the selected model; HTML report + recorded results."""
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
 from components import COMPONENT_IMAGE
 
@@ -13,6 +13,7 @@ def test(
     run_name: str,
     report: Output[HTML],
     metrics: Output[Metrics],
+    confusion_matrix: Output[ClassificationMetrics],
 ):
     """Read every test image, report what the model saw, and record it.
 
@@ -20,13 +21,17 @@ def test(
         dataset: the training version (test split used).
         model: Evaluate's selected model.
         run_name: the pipeline run's name (marked succeeded here).
-        report: HTML report: images with boxes and read text, truth vs reading per image, the metrics.
+        report: HTML report (self-contained, each picture inlined once): the metrics, per-layout/size/angle/
+            brightness tables, the character confusion matrix, and per image its thumbnail with boxes and, per plate,
+            its crop beside its truth and reading with the differing characters marked.
         metrics: test-split EIR, plate precision, character accuracy, mAP, mAP@0.5.
+        confusion_matrix: the character confusion matrix (rows truth, columns read; classes 0-9, A-E and the
+            missing symbol), drawn by the KFP UI.
     """
     from pathlib import Path
 
     from alpr import logs
-    from alpr.model.report import self_contained_html
+    from alpr.model.report import CONFUSION_FILE, ConfusionMatrix, self_contained_html
     from alpr.settings import load_settings
     from alpr.steps.runs import finite_metrics
     from alpr.steps.test import test_step
@@ -53,3 +58,5 @@ def test(
     )
     for name, value in finite_metrics(out.metrics).items():
         metrics.log_metric(f"test_{name}", value)
+    matrix = ConfusionMatrix.read(report_dir / CONFUSION_FILE)
+    confusion_matrix.log_confusion_matrix(list(matrix.classes), [list(row) for row in matrix.counts])

@@ -18,6 +18,8 @@ def train(
     weight_decay: float,
     val_interval: int,
     seed: int,
+    plate_input_size: int,
+    plate_epochs: int,
     model: Output[Model],
     metrics: Output[Metrics],
     hp_override: str = "",
@@ -38,6 +40,9 @@ def train(
         weight_decay: AdamW weight decay.
         val_interval: epochs between validations and checkpoints.
         seed: training seed.
+        plate_input_size: the plate detector's input (long side, pixels) of the two-stage design; 0: none (the
+            one detector of ``config`` finds the plates).
+        plate_epochs: the plate detector's training epochs.
         model: output folder: merged ``config.py``, candidate ``*.pth``, ``lineage.json``.
         metrics: the last validation metrics (COCO mAP, EIR, plate precision, character accuracy).
         hp_override: a JSON object of hyperparameters replacing the ones above (the Tune step's output); ``""``:
@@ -64,6 +69,8 @@ def train(
             "weight_decay": weight_decay,
             "val_interval": val_interval,
             "seed": seed,
+            "plate_input_size": plate_input_size,
+            "plate_epochs": plate_epochs,
         },
         hp_override=hp_override,
         config=config,
@@ -77,6 +84,7 @@ def train(
             "train_uri": lineage.train_uri,
             "tensorboard_uri": lineage.tensorboard_uri,
             "candidates": lineage.candidates,
+            "plate_detector": lineage.plate_detector,
             "framework": "mmdetection",
         }
     )

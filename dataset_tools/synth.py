@@ -23,6 +23,8 @@ def _non_negative_int(text: str) -> int:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``synth`` sub-command on ``subparsers`` and return its parser."""
+    from alpr.data.synth import PRESETS
+
     parser = subparsers.add_parser(
         "synth",
         help="write synthetic plate images with labelme annotations",
@@ -43,16 +45,30 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="LAYOUT",
         help=f"plate layouts to draw, any of: {' '.join(spec.LAYOUTS)} (default: all)",
     )
+    parser.add_argument(
+        "--conditions",
+        choices=tuple(PRESETS),
+        default="classic",
+        help="classic: large plates on 512-800 px images; road: plates 3-45 %% of 640x480-1920x1080 frames, "
+        "3-D pose, night, glare, blur, occlusion, up to 4 plates (default: classic)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the images and annotations; return 0, or 1 after printing the error to stderr."""
-    from alpr.data.synth import synthesize
+    from alpr.data.synth import preset, synthesize
 
     try:
-        paths = synthesize(args.out, args.n, seed=args.seed, layouts=args.layouts, progress=not args.no_progress)
+        paths = synthesize(
+            args.out,
+            args.n,
+            seed=args.seed,
+            layouts=args.layouts,
+            progress=not args.no_progress,
+            conditions=preset(args.conditions),
+        )
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"dataset_tools synth: error: {exc}", file=sys.stderr)
         return 1

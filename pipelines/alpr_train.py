@@ -47,6 +47,8 @@ def alpr_pipeline(
     weight_decay: float = DEFAULTS["weight_decay"],
     val_interval: int = DEFAULTS["val_interval"],
     seed: int = DEFAULTS["seed"],
+    plate_input_size: int = DEFAULTS["plate_input_size"],
+    plate_epochs: int = DEFAULTS["plate_epochs"],
     selection_metric: str = DEFAULTS["selection_metric"],
     deploy_target: str = DEFAULTS["deploy_target"],
     min_eir_improvement: float = DEFAULTS["min_eir_improvement"],
@@ -94,6 +96,8 @@ def alpr_pipeline(
         weight_decay=weight_decay,
         val_interval=val_interval,
         seed=seed,
+        plate_input_size=plate_input_size,
+        plate_epochs=plate_epochs,
         hp_override=tu.outputs["Output"],
     ).set_display_name("Train")
     ev = evaluate(

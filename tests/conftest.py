@@ -186,3 +186,29 @@ def tiny_model_dir(tiny_training, tmp_path_factory):
     return write_model_dir(
         tmp_path_factory.mktemp("tiny_model") / "model", tiny_training.config_path, last, {"checkpoint": last.name}
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_plate_training(tiny_coco, tmp_path_factory):
+    """A real (tiny) training of the two-stage design's plate detector on :func:`tiny_coco`; returns the
+    TrainResult (input 256, trained on 128-px crops, one epoch)."""
+    from alpr.model.training import Hyperparameters, build_plate_config, train
+
+    hp = Hyperparameters(**{**TINY_HP, "plate_input_size": 256, "plate_epochs": 1})
+    return train(build_plate_config(tiny_coco, tmp_path_factory.mktemp("tiny_plate_train"), hp, num_workers=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_two_stage_model_dir(tiny_training, tiny_plate_training, tmp_path_factory):
+    """A two-stage model directory: the tiny reader plus the tiny plate detector in ``plate_detector/``."""
+    from alpr.model.inference import write_model_dir
+
+    last = [p for p in tiny_training.checkpoints if p.name.startswith("epoch_")][-1]
+    plate = tiny_plate_training.checkpoints[-1]
+    return write_model_dir(
+        tmp_path_factory.mktemp("tiny_two_stage") / "model",
+        tiny_training.config_path,
+        last,
+        {"checkpoint": last.name},
+        plate_detector=(tiny_plate_training.config_path, plate),
+    )

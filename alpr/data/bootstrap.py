@@ -4,34 +4,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alpr.data.synth import synthesize
+from alpr.data.synth import preset, synthesize
 from alpr.data.versions import register_annotation_version
-from alpr.defaults import BOOTSTRAP_IMAGES, BOOTSTRAP_VERSION
+from alpr.defaults import BOOTSTRAP_CONDITIONS, BOOTSTRAP_IMAGES, BOOTSTRAP_VERSION
 from alpr.metadata import MetadataStore
 from alpr.settings import Settings
 
 
-def bootstrap(settings: Settings, n_images: int = BOOTSTRAP_IMAGES, *, progress: bool = True) -> bool:
+def bootstrap(
+    settings: Settings,
+    n_images: int = BOOTSTRAP_IMAGES,
+    *,
+    conditions: str = BOOTSTRAP_CONDITIONS,
+    progress: bool = True,
+) -> bool:
     """Create the workspace and the first annotation version of synthetic plates, unless it exists.
 
-    Draws ``n_images`` samples with :func:`alpr.data.synth.synthesize` (seed 0) into ``<workspace>/bootstrap/`` and
-    registers them as :data:`BOOTSTRAP_VERSION` like any annotation version (DVC push, git tag, metadata rows).
+    Draws ``n_images`` samples with :func:`alpr.data.synth.synthesize` (seed 0, the ``conditions`` preset of
+    :data:`alpr.data.synth.PRESETS`) into ``<workspace>/bootstrap/`` and registers them as
+    :data:`BOOTSTRAP_VERSION` like any annotation version (DVC push, git tag, metadata rows).
+
+    Raises:
+        ValueError: an unknown ``conditions`` name (before anything is written).
 
     Returns:
         True when the annotation version was created now, False when it already existed.
     """
+    drawn_with = preset(conditions)
     store = MetadataStore(settings.db_url)
     store.create_schema()
     if store.get_annotation_version(BOOTSTRAP_VERSION) is not None:
         return False
     folder = Path(settings.workspace) / "bootstrap" / BOOTSTRAP_VERSION
     if len(list(folder.glob("*.json"))) != n_images:
-        synthesize(folder, n_images, seed=0, progress=progress)
+        synthesize(folder, n_images, seed=0, progress=progress, conditions=drawn_with)
     register_annotation_version(
         settings,
         folder,
         BOOTSTRAP_VERSION,
-        description=f"{n_images} synthetic plates on scikit-image/matplotlib photographs",
+        description=f"{n_images} synthetic plates ({conditions} conditions) on scikit-image/matplotlib photographs",
         progress=progress,
     )
     return True

@@ -5,7 +5,8 @@ COCO object-detection format (https://cocodataset.org/#format-data)::
     {"info": {...}, "licenses": [],
      "categories": [{"id": 1, "name": "0", "supercategory": "character"}, ...],   # alpr.spec.CLASSES order
      "images": [{"id": 1, "file_name": "images/car_001.jpg", "width": 640, "height": 480,
-                 "plates": [{"box": [x1, y1, x2, y2], "text": "12A3456", "layout": "one_line"}]}, ...],
+                 "plates": [{"box": [x1, y1, x2, y2], "text": "12A3456", "layout": "one_line",
+                             "points": [[x, y], ...]}]}, ...],
      "annotations": [{"id": 1, "image_id": 1, "category_id": 17, "bbox": [x, y, w, h], "area": a,
                       "segmentation": [[x1, y1, x2, y2, ...]], "iscrowd": 0}, ...]}
 
@@ -16,7 +17,8 @@ Units are pixels of the original image (x right, y down). ``bbox`` is the shape'
 
 ``plates`` is an extra image field (pycocotools and mmdetection ignore it): the ground-truth plates of the image
 as PLATE_SPEC.md defines their text, computed by :func:`alpr.model.reading.read_plates` over the annotated shapes, so
-ground truth and model readings are ordered by the same code.
+ground truth and model readings are ordered by the same code; ``points`` is each plate's outline polygon
+(:func:`ground_truth_plates`).
 
 The split (:func:`split_of`) hashes the seed and the image file name: an image's split never depends on which
 other images are in the set, so adding images never moves existing ones (renaming an image may).
@@ -65,6 +67,7 @@ __all__ = [
 #: Train/val/test fractions of the pipeline's embedded defaults.
 DEFAULT_FRACTIONS: tuple[float, float, float] = TRAINING_DEFAULTS.split_fractions
 _FRACTION_TOLERANCE = 1e-6
+_POINT_DECIMALS = 2  # ground-truth plate outlines, as alpr.model.reading rounds boxes
 # os.link failures that mean "can't hard-link here" (another filesystem, not permitted, not supported): copy.
 _NO_LINK_ERRNOS = frozenset({errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP})
 
@@ -186,11 +189,22 @@ def categories() -> list[dict[str, Any]]:
 
 
 def ground_truth_plates(lf: LabelmeFile) -> list[dict[str, Any]]:
-    """The annotated plates of one labelme file: ``[{"box": [x1, y1, x2, y2], "text", "layout"}, ...]`` (pixels),
-    texts in PLATE_SPEC reading order, as :func:`alpr.data.labelme.ground_truth_reading` reads them (the same
-    reading the labelme validation checks against the plate contract)."""
+    """The annotated plates of one labelme file: ``[{"box": [x1, y1, x2, y2], "text", "layout", "points": [[x, y],
+    ...]}, ...]`` (pixels), in file order, texts in PLATE_SPEC reading order, as
+    :func:`alpr.data.labelme.ground_truth_reading` reads them (the same reading the labelme validation checks against
+    the plate contract). ``points`` is the plate's outline (:meth:`alpr.data.labelme.Shape.polygon`: a rectangle's 4
+    corners), rounded to 2 decimals like ``box``; :mod:`alpr.model.breakdown` estimates the plate's angle from it."""
     reading = ground_truth_reading(lf.shapes)
-    return [{"box": p["box"], "text": p["text"], "layout": p["layout"]} for p in reading["plates"]]
+    # read_plates keeps the plate outlines in file order (all scores 1.0, ties in input order).
+    return [
+        {
+            "box": p["box"],
+            "text": p["text"],
+            "layout": p["layout"],
+            "points": [[round(float(x), _POINT_DECIMALS), round(float(y), _POINT_DECIMALS)] for x, y in s.polygon()],
+        }
+        for s, p in zip(lf.plates(), reading["plates"], strict=True)
+    ]
 
 
 def to_coco(files: Sequence[LabelmeFile], image_prefix: str = "images/") -> dict[str, Any]:

@@ -14,6 +14,19 @@ plate's corners and every character's tight ink box, which become labelme polygo
 All shapes of a plate share its ``group_id`` (the plate's index in the image). Plate text, labels and physical
 aspect ratios come from :mod:`alpr.spec` (``docs/PLATE_SPEC.md``).
 
+What a frame looks like is set by its :class:`Conditions` (frame sizes, plate sizes and count, pose, exposure,
+blur, noise, occlusion, JPEG quality), with two presets:
+
+- :data:`CLASSIC` (the default): the constants below, as the synthesizer has always drawn them: 512-800 px
+  frames, 1-2 large plates (22-85 % of the frame width), a 2-D corner-jitter perspective and rotation.
+- :data:`ROAD`: frames like a roadside or gate camera's (640x480 to 1920x1080), 1-4 plates from 3 % to 45 % of the
+  frame width (log-uniform), a real 3-D pose (yaw, pitch, roll) projected through a pinhole camera, night and
+  over-exposed frames, motion and defocus blur, partial occlusion and JPEG quality 30-95.
+
+Under any conditions the labels stay exact: one homography maps the flat plate's corners, every character's ink
+box and every pixel of the plate into the frame, and an occluder never hides more than
+:attr:`Conditions.max_occluded_fraction` of any character's box, so every character keeps its label.
+
 Everything random is drawn from a :class:`numpy.random.Generator` seeded from ``(seed, index)``, so a sample
 depends on nothing else: the same seed gives byte-identical JSON and identical pixels.
 """
@@ -23,9 +36,10 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 import cv2
@@ -94,6 +108,25 @@ MAX_CORNER_JITTER: Final = 0.12
 MAX_ROTATION_DEG: Final = 10.0
 #: JPEG quality range (inclusive) used by :func:`synthesize`.
 JPEG_QUALITY: Final[tuple[int, int]] = (40, 95)
+#: Frame photometry: probability of a brightness gradient and/or soft shadow over the frame; ranges of the contrast
+#: factor (about the frame's mean), the brightness offset (grey levels), the gamma and the sigma of the Gaussian
+#: pixel noise (grey levels).
+FRAME_LIGHTING_PROBABILITY: Final = 0.3
+CONTRAST: Final[tuple[float, float]] = (0.7, 1.25)
+BRIGHTNESS: Final[tuple[float, float]] = (-30.0, 30.0)
+GAMMA: Final[tuple[float, float]] = (0.7, 1.4)
+NOISE_SIGMA: Final[tuple[float, float]] = (0.0, 8.0)
+#: Frame blur: ``(probability, (smallest, largest))`` of a Gaussian blur (sigma, px) and of a motion blur (length,
+#: px, at any angle).
+GAUSSIAN_BLUR: Final[tuple[float, tuple[float, float]]] = (0.3, (0.4, 1.3))
+MOTION_BLUR: Final[tuple[float, tuple[int, int]]] = (0.2, (3, 7))
+#: Longest motion blur and largest defocus disk :class:`Conditions` accept, in pixels: OpenCV filters a kernel of
+#: up to 11 x 11 directly, a larger one through the DFT, several times slower on a 1920 x 1080 frame.
+MAX_BLUR_KERNEL_PX: Final = 11
+#: Legibility of an over-exposed frame: ``(dark, ceiling)``: the gain is capped so that grey level ``dark`` maps no
+#: higher than ``ceiling``, 45 levels below the clipped white. 110 is the lightest dark colour :func:`_random_colours`
+#: draws (ink on a light plate, or a dark plate under light ink, such as the green plate's luminance of 85).
+OVEREXPOSURE_LEGIBILITY: Final[tuple[float, float]] = (110.0, 210.0)
 #: Smallest distance in pixels between a plate (or its holder) and the image border.
 BORDER_MARGIN_PX: Final = 3
 #: Smallest gap between the boxes of two plates (or holders), as a fraction of the image width.
@@ -104,6 +137,9 @@ _INK_THRESHOLD: Final = 64  # a pixel is ink when its coverage is at least 64/25
 _MIN_STROKE_RATIO: Final = 0.10  # stroke weights (fraction of glyph height) a plate is drawn with: from a
 _MAX_STROKE_RATIO: Final = 0.21  # regular weight to a heavy bold, as plate faces range
 _MAX_PLACEMENT_TRIES: Final = 40
+_LIGHT_FIELD_STEP: Final = 8  # smooth light fields are computed on a grid this much coarser than the frame
+_OCCLUDER_TRIES: Final = 6  # an occluder that hides too much of a character shrinks (x 0.7) this many times
+_OCCLUDER_MASK_PLATE_PX: Final = 48  # occluders are drawn and measured with the plate at least this many px tall
 
 
 @dataclass(frozen=True)
@@ -155,8 +191,8 @@ class Sources:
     Attributes:
         fonts: TTF files for the plate text (default :func:`font_paths`); each must pass :func:`_font_is_usable`.
         photos: background image files (default :func:`photo_paths`).
-        long_side: ``(min, max)`` image long side in pixels (default :data:`IMAGE_LONG_SIDE`).
-        aspects: width:height ratios to draw from (default :data:`IMAGE_ASPECTS`).
+        long_side: ``(min, max)`` image long side in pixels (default: the :class:`Conditions`' frame sizes).
+        aspects: width:height ratios to draw from (default: the :class:`Conditions`' frame sizes).
         distort_glyphs: slant and distort every glyph (:func:`_distort_glyph`; default True). A held-out set may
             turn it off to draw each face as designed.
 
@@ -187,8 +223,291 @@ class Sources:
         return tuple(Path(p) for p in self.photos) if self.photos is not None else photo_paths()
 
 
+_PROJECTIONS: Final = ("jitter", "pinhole")
+_PHOTOMETRIES: Final = ("classic", "camera")
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What the frames look like: sizes, plates, pose, exposure, blur, noise, occlusion and JPEG quality.
+
+    The defaults are :data:`CLASSIC` (the module constants); :data:`ROAD` is the roadside-camera preset. Build
+    others with :func:`dataclasses.replace`. Ranges are ``(smallest, largest)``, inclusive; probabilities are per
+    frame unless said otherwise.
+
+    Attributes:
+        long_side: frame long side in px, drawn uniformly (integers).
+        aspects: frame width:height ratios, drawn uniformly.
+        frame_sizes: ``(width, height)`` camera frame sizes drawn uniformly instead of ``long_side`` and
+            ``aspects`` when not empty. :attr:`Sources.long_side` / :attr:`Sources.aspects`, when set, win.
+        plate_count_weights: probabilities of 1, 2, ... plates in a frame (summing to 1); a plate that finds no free
+            spot is left out. One uniform draw ``u`` picks the count: the largest count takes ``[0, p_n)``, the
+            next ``[p_n, p_n + p_(n-1))`` and so on.
+        plate_width: per layout (every one of :data:`alpr.spec.LAYOUTS`), the plate width as a fraction of the
+            frame width: with ``projection="jitter"`` the flat plate's width, with ``"pinhole"`` the width of the
+            projected plate's bounding box (what a detector sees and ``alpr.model.breakdown`` buckets).
+        log_uniform_width: draw the width fraction log-uniformly (equal numbers of plates per octave of size,
+            so most plates are small) instead of uniformly.
+        projection: ``"jitter"``: the flat plate rotated in the image plane by up to ``max_rotation_deg`` with its
+            corners jittered by up to ``max_corner_jitter`` of its size; ``"pinhole"``: the plate rotated in 3-D
+            (yaw about its vertical axis, pitch about its horizontal axis, roll in its plane, each uniform up to
+            the ``max_*_deg``) and projected through a pinhole camera with horizontal field of view ``fov_deg``,
+            from the distance at which it appears at its drawn width (:func:`_project_plate`).
+        photometry: ``"classic"``: frame lighting, contrast, brightness, gamma, blur and noise in float32
+            (:func:`_degrade`); ``"camera"``: the same plus night and over-exposed frames, defocus blur, applied
+            as an 8-bit tone curve (fast on large frames; :func:`_degrade_camera`).
+        lighting_probability, contrast, brightness, gamma, noise_sigma: see :data:`FRAME_LIGHTING_PROBABILITY`,
+            :data:`CONTRAST`, :data:`BRIGHTNESS`, :data:`GAMMA`, :data:`NOISE_SIGMA` (normally exposed frames).
+        night_probability: a night frame (``photometry="camera"`` only): the scene's exposure gain is
+            ``night_gain``; every plate is lit (a plate lamp, infrared on a retro-reflective plate) to
+            ``night_plate_exposure`` of its daylight brightness (never darker than the scene); the light falls off
+            from a random spot (a lamp's or headlights' pool) to ``night_falloff`` of its peak far from it; the noise
+            sigma is ``night_noise_sigma``. Kept legible: a plate keeps at least ``night_plate_exposure[0] *
+            night_falloff[0]`` (ROAD: 0.18) of its contrast, some 40 grey levels between black ink and a white
+            plate, several times the noise.
+        overexposure_probability: an over-exposed frame (``photometry="camera"`` only): washed out by a haze
+            (``v * (1 - haze) + 255 * haze``, ``overexposure_haze``), then amplified by ``overexposure_gain`` and
+            clipped at 255. Kept legible: the gain is capped as :data:`OVEREXPOSURE_LEGIBILITY` says.
+        gaussian_blur_probability, gaussian_sigma_px: a Gaussian blur (defocus, a soft lens).
+        motion_blur_probability, motion_blur_px: a motion blur: a line kernel of that length (px, integers, <=
+            :data:`MAX_BLUR_KERNEL_PX`) at a random angle.
+        defocus_blur_probability, defocus_radius_px: a defocus blur: a disk kernel of that radius (px,
+            ``photometry="camera"`` only; diameter <= :data:`MAX_BLUR_KERNEL_PX`).
+        occlusion_probability: per plate, an object in front of it (a bar or pole, a tow hook, a leaf or blob)
+            that hides at most ``max_occluded_fraction`` of any character's box area (:func:`_occlude`).
+        jpeg_quality: JPEG quality range of :func:`synthesize` (integers, 1-100).
+
+    Raises:
+        ValueError: a field out of range or of the wrong kind; the message names the field
+            (``Conditions.max_yaw_deg must be ...``).
+    """
+
+    long_side: tuple[int, int] = IMAGE_LONG_SIDE
+    aspects: tuple[tuple[int, int], ...] = IMAGE_ASPECTS
+    frame_sizes: tuple[tuple[int, int], ...] = ()
+    plate_count_weights: tuple[float, ...] = (1.0 - TWO_PLATES_PROBABILITY, TWO_PLATES_PROBABILITY)
+    plate_width: Mapping[str, tuple[float, float]] = field(
+        default_factory=lambda: dict(PLATE_WIDTH_FRACTION), hash=False
+    )
+    log_uniform_width: bool = False
+    projection: str = "jitter"
+    max_corner_jitter: float = MAX_CORNER_JITTER
+    max_rotation_deg: float = MAX_ROTATION_DEG
+    max_yaw_deg: float = 35.0
+    max_pitch_deg: float = 25.0
+    max_roll_deg: float = 12.0
+    fov_deg: tuple[float, float] = (40.0, 90.0)
+    photometry: str = "classic"
+    lighting_probability: float = FRAME_LIGHTING_PROBABILITY
+    contrast: tuple[float, float] = CONTRAST
+    brightness: tuple[float, float] = BRIGHTNESS
+    gamma: tuple[float, float] = GAMMA
+    noise_sigma: tuple[float, float] = NOISE_SIGMA
+    night_probability: float = 0.0
+    night_gain: tuple[float, float] = (0.25, 0.5)
+    night_falloff: tuple[float, float] = (0.6, 0.9)
+    night_plate_exposure: tuple[float, float] = (0.3, 1.0)
+    night_noise_sigma: tuple[float, float] = (2.0, 7.0)
+    overexposure_probability: float = 0.0
+    overexposure_gain: tuple[float, float] = (1.25, 2.0)
+    overexposure_haze: tuple[float, float] = (0.05, 0.25)
+    gaussian_blur_probability: float = GAUSSIAN_BLUR[0]
+    gaussian_sigma_px: tuple[float, float] = GAUSSIAN_BLUR[1]
+    motion_blur_probability: float = MOTION_BLUR[0]
+    motion_blur_px: tuple[int, int] = MOTION_BLUR[1]
+    defocus_blur_probability: float = 0.0
+    defocus_radius_px: tuple[float, float] = (1.0, 3.0)
+    occlusion_probability: float = 0.0
+    max_occluded_fraction: float = 0.3
+    jpeg_quality: tuple[int, int] = JPEG_QUALITY
+
+    def __post_init__(self) -> None:
+        self._set("long_side", _checked_range("long_side", self.long_side, 16, 16384, integer=True))
+        self._set("aspects", _checked_sizes("aspects", self.aspects, 1, allow_empty=False))
+        self._set("frame_sizes", _checked_sizes("frame_sizes", self.frame_sizes, 16, allow_empty=True))
+        try:
+            weights = tuple(self.plate_count_weights)
+        except TypeError:
+            weights = ()
+        if not weights or not all(_is_real(w) and w >= 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-6:
+            raise ValueError(
+                f"Conditions.plate_count_weights must be non-negative probabilities of 1, 2, ... plates summing "
+                f"to 1, got {self.plate_count_weights!r}"
+            )
+        self._set("plate_count_weights", tuple(float(w) for w in weights))
+        if not isinstance(self.plate_width, Mapping) or set(self.plate_width) != set(spec.LAYOUTS):
+            raise ValueError(
+                f"Conditions.plate_width must map each of {', '.join(spec.LAYOUTS)} to a (smallest, largest) "
+                f"fraction of the frame width, got {self.plate_width!r}"
+            )
+        widths = {k: _checked_range(f"plate_width[{k!r}]", v, 1e-3, 1.0) for k, v in self.plate_width.items()}
+        self._set("plate_width", MappingProxyType(widths))
+        if not isinstance(self.log_uniform_width, bool):
+            raise ValueError(f"Conditions.log_uniform_width must be True or False, got {self.log_uniform_width!r}")
+        for name, allowed in (("projection", _PROJECTIONS), ("photometry", _PHOTOMETRIES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Conditions.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name, high in (
+            ("max_corner_jitter", 0.5), ("max_rotation_deg", 45.0), ("max_yaw_deg", 75.0), ("max_pitch_deg", 75.0),
+            ("max_roll_deg", 45.0),
+        ):  # fmt: skip
+            self._set(name, _checked_number(name, getattr(self, name), 0.0, high))
+        for name, low, high, integer in (
+            ("fov_deg", 1.0, 150.0, False), ("contrast", 0.0, 10.0, False), ("brightness", -255.0, 255.0, False),
+            ("gamma", 0.05, 20.0, False), ("noise_sigma", 0.0, 128.0, False), ("night_gain", 0.01, 1.0, False),
+            ("night_falloff", 0.0, 1.0, False), ("night_plate_exposure", 0.01, 2.0, False),
+            ("night_noise_sigma", 0.0, 128.0, False), ("overexposure_gain", 1.0, 10.0, False),
+            ("overexposure_haze", 0.0, 0.9, False), ("gaussian_sigma_px", 0.0, 32.0, False),
+            ("motion_blur_px", 1, MAX_BLUR_KERNEL_PX, True), ("defocus_radius_px", 0.5, MAX_BLUR_KERNEL_PX / 2, False),
+            ("jpeg_quality", 1, 100, True),
+        ):  # fmt: skip
+            self._set(name, _checked_range(name, getattr(self, name), low, high, integer=integer))
+        for name in (
+            "lighting_probability", "night_probability", "overexposure_probability", "gaussian_blur_probability",
+            "motion_blur_probability", "defocus_blur_probability", "occlusion_probability", "max_occluded_fraction",
+        ):  # fmt: skip
+            self._set(name, _checked_number(name, getattr(self, name), 0.0, 1.0))
+        for names in (
+            ("night_probability", "overexposure_probability"),
+            ("gaussian_blur_probability", "motion_blur_probability", "defocus_blur_probability"),
+        ):
+            if sum(getattr(self, n) for n in names) > 1.0 + 1e-9:
+                raise ValueError(f"Conditions.{' + Conditions.'.join(names)} must be at most 1")
+        if self.photometry == "classic":
+            for name in ("night_probability", "overexposure_probability", "defocus_blur_probability"):
+                if getattr(self, name) > 0:
+                    raise ValueError(f"Conditions.{name} needs photometry='camera', got photometry='classic'")
+
+    def _set(self, name: str, value: Any) -> None:
+        """Store a normalised field value (the dataclass is frozen)."""
+        object.__setattr__(self, name, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle ``plate_width`` as a dict (a read-only mapping proxy cannot be pickled), e.g. for worker
+        processes."""
+        return {**self.__dict__, "plate_width": dict(self.plate_width)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            self._set(name, value)
+        self._set("plate_width", MappingProxyType(dict(state["plate_width"])))
+
+    def max_plates(self) -> int:
+        """Return the largest number of plates a frame may hold (``len(plate_count_weights)``)."""
+        return len(self.plate_count_weights)
+
+
+def _is_real(value: Any) -> bool:
+    """Return whether ``value`` is a finite real number (not a bool)."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def _checked_number(name: str, value: Any, low: float, high: float) -> float:
+    """Return ``value`` if it is a real number in ``[low, high]``; else raise ValueError naming ``Conditions.name``."""
+    if not _is_real(value) or not low <= value <= high:
+        raise ValueError(f"Conditions.{name} must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+def _checked_range(
+    name: str, value: Any, low: float, high: float, *, integer: bool = False
+) -> tuple[float, float] | tuple[int, int]:
+    """Return ``value`` as a ``(smallest, largest)`` tuple with ``low <= smallest <= largest <= high`` (integers
+    when ``integer``); else raise ValueError naming ``Conditions.name``."""
+    kind = "integers" if integer else "numbers"
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        lo = hi = None
+    ok = all(_is_real(v) and (not integer or float(v).is_integer()) for v in (lo, hi))
+    if not ok or not low <= lo <= hi <= high:
+        raise ValueError(
+            f"Conditions.{name} must be a (smallest, largest) pair of {kind} from {low:g} to {high:g}, got {value!r}"
+        )
+    return (int(lo), int(hi)) if integer else (float(lo), float(hi))
+
+
+def _checked_sizes(name: str, value: Any, smallest: int, *, allow_empty: bool) -> tuple[tuple[int, int], ...]:
+    """Return ``value`` as ``((w, h), ...)`` of integers >= ``smallest``; else raise ValueError naming the field."""
+    try:
+        pairs = [tuple(pair) for pair in value]
+    except TypeError:
+        pairs = None
+    ok = (
+        pairs is not None
+        and (allow_empty or bool(pairs))
+        and all(
+            len(pair) == 2 and all(_is_real(v) and float(v).is_integer() and v >= smallest for v in pair)
+            for pair in pairs
+        )
+    )
+    if not ok:
+        what = "(width, height)" if name == "frame_sizes" else "(width, height) ratio"
+        raise ValueError(
+            f"Conditions.{name} must be {'a possibly empty' if allow_empty else 'a non-empty'} tuple of {what} "
+            f"integer pairs >= {smallest}, got {value!r}"
+        )
+    return tuple((int(w), int(h)) for w, h in pairs)
+
+
+#: Today's synthetic frames (the default; the constants above): byte-identical to what the synthesizer drew before
+#: :class:`Conditions` existed, for the same seed.
+CLASSIC: Final = Conditions()
+#: Frames like a roadside or gate camera's (issue 14, "Data that looks like the road"): standard 4:3 and 16:9
+#: sensor sizes from 640x480 to 1920x1080; 1-4 plates whose projected width is 3-45 % of the frame width, drawn
+#: log-uniformly (as many plates of 3-6 % as of 6-12 % or 12-24 %: P(< 15 %) = ln 5 / ln 15 = 0.59), because a
+#: detector's difficulty goes with the octave of the size (feature-pyramid levels are octaves) and the plates a
+#: roadside camera sees are mostly 3-15 % of its frame; yaw +-35 deg, pitch +-25 deg, roll +-12 deg through a
+#: pinhole camera of 40-90 deg horizontal field of view; 20 % night and 15 % over-exposed frames; Gaussian, motion
+#: (up to 11 px) and defocus (radius 1-3 px) blur; an occluder on 20 % of the plates; JPEG quality 30-95.
+ROAD: Final = Conditions(
+    long_side=(640, 1920),  # with aspects: the frame size when a Sources sets only one of long_side, aspects
+    aspects=((4, 3), (16, 9)),
+    frame_sizes=(
+        (640, 480), (800, 600), (1024, 768), (1280, 960), (1440, 1080),
+        (960, 540), (1280, 720), (1600, 900), (1920, 1080),
+    ),
+    plate_count_weights=(0.4, 0.3, 0.2, 0.1),
+    plate_width={"one_line": (0.03, 0.45), "two_line": (0.03, 0.45)},
+    log_uniform_width=True,
+    projection="pinhole",
+    photometry="camera",
+    night_probability=0.2,
+    overexposure_probability=0.15,
+    gaussian_blur_probability=0.2,
+    motion_blur_probability=0.2,
+    motion_blur_px=(3, MAX_BLUR_KERNEL_PX),
+    defocus_blur_probability=0.15,
+    occlusion_probability=0.2,
+    jpeg_quality=(30, 95),
+)  # fmt: skip
+#: The presets by name (the ``--conditions`` of ``python -m dataset_tools synth`` and
+#: :data:`alpr.defaults.BOOTSTRAP_CONDITIONS`).
+PRESETS: Final[dict[str, Conditions]] = {"classic": CLASSIC, "road": ROAD}
+
+
+def preset(name: str) -> Conditions:
+    """The :data:`PRESETS` entry called ``name``.
+
+    Raises:
+        ValueError: an unknown name; the message lists the valid ones.
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown synthetic conditions {name!r}; expected one of {', '.join(PRESETS)}") from None
+
+
 def render_sample(
-    index: int, seed: int, layouts: Sequence[str] = spec.LAYOUTS, sources: Sources | None = None
+    index: int,
+    seed: int,
+    layouts: Sequence[str] = spec.LAYOUTS,
+    sources: Sources | None = None,
+    conditions: Conditions = CLASSIC,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Render synthetic sample ``index`` of the run seeded with ``seed``.
 
@@ -198,37 +517,57 @@ def render_sample(
         seed: the run's seed (>= 0).
         layouts: plate layouts to draw from (:data:`alpr.spec.LAYOUTS`: ``one_line``, ``two_line``).
         sources: fonts, photographs and image sizes to draw from instead of the defaults (:class:`Sources`).
+        conditions: what the frame looks like (:data:`CLASSIC`, :data:`ROAD` or other :class:`Conditions`).
 
     Returns:
-        ``(image, labelme)``: an RGB ``uint8`` array of shape ``(H, W, 3)`` (long side 512-800 px) before JPEG
-        compression, and its labelme 5.x dict (``imagePath`` = ``<stem>.jpg``, ``imageData`` null) holding 1 or 2
-        plate polygons and one polygon per character, points in image pixels rounded to 2 decimals.
+        ``(image, labelme)``: an RGB ``uint8`` array of shape ``(H, W, 3)`` (size from ``conditions`` or
+        ``sources``; :data:`CLASSIC`: long side 512-800 px) before JPEG compression, and its labelme 5.x dict
+        (``imagePath`` = ``<stem>.jpg``, ``imageData`` null) holding 1 to ``conditions.max_plates()`` plate
+        polygons (4 corners, clockwise from the plate's top-left) and one polygon per character (its ink box's 4
+        corners), points in image pixels rounded to 2 decimals; ``group_id`` numbers the plates from 0.
 
     Raises:
-        ValueError: ``index`` or ``seed`` is negative, ``layouts`` is empty or names an unknown layout.
+        ValueError: ``index`` or ``seed`` is negative, ``layouts`` is empty or names an unknown layout, or
+            ``conditions`` is not a :class:`Conditions`.
     """
     _check_non_negative("index", index)
     _check_non_negative("seed", seed)
     layouts = _checked_layouts(layouts)
+    _check_conditions(conditions)
     rng = _sample_rng(seed, index, stream=0)
     sources = sources or Sources()
-    width, height = _random_image_size(rng, sources.long_side or IMAGE_LONG_SIDE, sources.aspects or IMAGE_ASPECTS)
+    width, height = _frame_size(rng, sources, conditions)
     image = _random_background(rng, width, height, sources.photo_list())
+    exposure = _random_exposure(rng, conditions) if conditions.photometry == "camera" else _Exposure("normal")
     shapes: list[dict[str, Any]] = []
     placed: list[np.ndarray] = []
-    for group_id in range(2 if rng.random() < TWO_PLATES_PROBABILITY else 1):
+    plate_quads: list[np.ndarray] = []
+    char_quads: list[np.ndarray] = []
+    for _ in range(_random_plate_count(rng, conditions)):
         layout = str(rng.choice(layouts))
-        placement = _place_plate(rng, layout, width, height, placed)
+        placement = _place_plate(rng, layout, width, height, placed, conditions)
         if placement is None:
             continue
         plate = _render_flat_plate(
             rng, layout, random_plate_text(rng), placement.width, sources.font_list(), distort=sources.distort_glyphs
         )
+        if exposure.kind == "night":  # lit more than the scene; > 255 until the exposure gain scales it down
+            plate.image[:] *= max(1.0, rng.uniform(*conditions.night_plate_exposure) / exposure.gain)
         image = _draw_plate(rng, image, plate, placement)
+        group_id = len(placed)  # plates that found no spot leave no gap in the numbering
         placed.append(placement.holder if placement.holder is not None else placement.quad)
         shapes.extend(_plate_shapes(plate, placement.quad, group_id, width, height))
-    image = _degrade(rng, image)
-    return image, _labelme_dict(shapes, f"{sample_stem(index)}.jpg", width, height)
+        plate_quads.append(placement.quad)
+        char_quads.extend(_char_quads(plate, placement.quad))
+    if conditions.occlusion_probability > 0:
+        for quad in plate_quads:
+            if rng.random() < conditions.occlusion_probability:
+                _occlude(rng, image, quad, char_quads, conditions.max_occluded_fraction)
+    if conditions.photometry == "camera":
+        frame = _degrade_camera(rng, image, conditions, exposure)
+    else:
+        frame = _degrade(rng, image, conditions)
+    return frame, _labelme_dict(shapes, f"{sample_stem(index)}.jpg", width, height)
 
 
 def synthesize(
@@ -238,10 +577,12 @@ def synthesize(
     layouts: Sequence[str] = spec.LAYOUTS,
     progress: bool = True,
     sources: Sources | None = None,
+    conditions: Conditions = CLASSIC,
 ) -> list[Path]:
     """Write ``n`` synthetic samples into ``out_dir`` (created if missing) and return their JSON paths.
 
-    Sample ``i`` is ``<out_dir>/synth_<i:06d>.jpg`` (JPEG quality 40-95) with its labelme file
+    Sample ``i`` is ``<out_dir>/synth_<i:06d>.jpg`` (JPEG quality drawn from ``conditions.jpeg_quality``;
+    :data:`CLASSIC`: 40-95) with its labelme file
     ``<out_dir>/synth_<i:06d>.json`` beside it (see :func:`render_sample`); existing files of the same names are
     overwritten. Sample ``i`` depends only on ``(seed, i)``, not on ``n``.
 
@@ -252,22 +593,26 @@ def synthesize(
         layouts: plate layouts to draw from (:data:`alpr.spec.LAYOUTS`).
         progress: show a tqdm progress bar.
         sources: fonts, photographs and image sizes instead of the defaults (:class:`Sources`).
+        conditions: what the frames look like (:data:`CLASSIC`, :data:`ROAD` or other :class:`Conditions`).
 
     Raises:
-        ValueError: ``n`` or ``seed`` is negative, or ``layouts`` is empty or names an unknown layout.
+        ValueError: ``n`` or ``seed`` is negative, ``layouts`` is empty or names an unknown layout, or
+            ``conditions`` is not a :class:`Conditions`.
     """
     from tqdm import tqdm
 
     _check_non_negative("n", n)
     _check_non_negative("seed", seed)
     layouts = _checked_layouts(layouts)
+    _check_conditions(conditions)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for index in tqdm(range(n), desc="synth", unit="img", disable=not progress):
-        image, labelme = render_sample(index, seed, layouts, sources)
+        image, labelme = render_sample(index, seed, layouts, sources, conditions)
         stem = sample_stem(index)
-        quality = int(_sample_rng(seed, index, stream=1).integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+        low, high = conditions.jpeg_quality
+        quality = int(_sample_rng(seed, index, stream=1).integers(low, high + 1))
         Image.fromarray(image).save(out_dir / f"{stem}.jpg", format="JPEG", quality=quality)
         json_path = out_dir / f"{stem}.json"
         json_path.write_text(json.dumps(labelme, indent=2) + "\n", encoding="utf-8")
@@ -295,6 +640,12 @@ def _checked_layouts(layouts: Sequence[str]) -> tuple[str, ...]:
         if layout not in spec.LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(spec.LAYOUTS)}")
     return layouts
+
+
+def _check_conditions(conditions: Any) -> None:
+    """Raise ValueError unless ``conditions`` is a :class:`Conditions`."""
+    if not isinstance(conditions, Conditions):
+        raise ValueError(f"conditions must be a Conditions (e.g. synth.CLASSIC or synth.ROAD), got {conditions!r}")
 
 
 def _plate_label(layout: str) -> str:
@@ -512,6 +863,26 @@ def _random_image_size(
     return long_side, int(round(long_side * aspect_h / aspect_w))
 
 
+def _frame_size(rng: np.random.Generator, sources: Sources, conditions: Conditions) -> tuple[int, int]:
+    """Return a random frame ``(width, height)``: from ``conditions.frame_sizes`` when set (and ``sources`` sets no
+    size), else a long side and an aspect from ``sources`` or, where it sets none, from ``conditions``."""
+    if conditions.frame_sizes and sources.long_side is None and sources.aspects is None:
+        return conditions.frame_sizes[int(rng.integers(len(conditions.frame_sizes)))]
+    return _random_image_size(rng, sources.long_side or conditions.long_side, sources.aspects or conditions.aspects)
+
+
+def _random_plate_count(rng: np.random.Generator, conditions: Conditions) -> int:
+    """Return how many plates to try to place: one uniform draw split as :attr:`Conditions.plate_count_weights`
+    says (largest count first, so that the classic ``2 if u < 0.3 else 1`` is kept)."""
+    u = rng.random()
+    threshold = 0.0
+    for count in range(len(conditions.plate_count_weights), 1, -1):
+        threshold += conditions.plate_count_weights[count - 1]
+        if u < threshold:
+            return count
+    return 1
+
+
 def _random_background(rng: np.random.Generator, width: int, height: int, photos: tuple[Path, ...]) -> np.ndarray:
     """Return a float32 RGB ``(height, width, 3)`` background with a random per-channel gain: one photo (random
     crop, resized, maybe flipped), a collage of 2-4 photo tiles (:data:`COLLAGE_PROBABILITY`) or a drawn scene
@@ -536,7 +907,8 @@ def _random_background(rng: np.random.Generator, width: int, height: int, photos
     else:
         background = _photo_crop(rng, width, height, photos)
     gain = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
-    return np.ascontiguousarray(np.clip(background * gain, 0, 255))
+    background = cv2.multiply(background, (*(float(g) for g in gain), 0.0))  # float32 products, as numpy's
+    return np.minimum(background, 255.0, out=background)  # photos and drawn scenes are >= 0 already
 
 
 def _photo_crop(rng: np.random.Generator, width: int, height: int, paths: tuple[Path, ...]) -> np.ndarray:
@@ -552,12 +924,12 @@ def _photo_crop(rng: np.random.Generator, width: int, height: int, paths: tuple[
     x0, y0 = min(int(x0), pw - 2), min(int(y0), ph - 2)
     crop = photo[y0 : max(int(y0 + crop_h), y0 + 2), x0 : max(int(x0 + crop_w), x0 + 2)]
     interpolation = cv2.INTER_AREA if crop.shape[1] > width else cv2.INTER_LINEAR
-    background = cv2.resize(crop, (width, height), interpolation=interpolation).astype(np.float32)
+    background = cv2.resize(crop, (width, height), interpolation=interpolation)
     if rng.random() < 0.5:
-        background = background[:, ::-1]
+        background = cv2.flip(background, 1)
     if rng.random() < 0.1:
-        background = background[::-1]
-    return np.ascontiguousarray(background)
+        background = cv2.flip(background, 0)
+    return background.astype(np.float32)  # flipped in uint8: a quarter of the memory traffic of float32
 
 
 def _drawn_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -776,25 +1148,42 @@ def _random_lighting(rng: np.random.Generator, h: int, w: int, strength: float) 
 
 
 def _place_plate(
-    rng: np.random.Generator, layout: str, width: int, height: int, placed: list[np.ndarray]
+    rng: np.random.Generator,
+    layout: str,
+    width: int,
+    height: int,
+    placed: list[np.ndarray],
+    conditions: Conditions = CLASSIC,
 ) -> _Placement | None:
     """Find a random placement of a ``layout`` plate inside the image, clear of the ``placed`` quads.
 
-    The plate's width is drawn from :data:`PLATE_WIDTH_FRACTION` (the upper bound shrinks after each failed
-    try); it is rotated and its corners jittered, then shrunk to fit and moved to a random free spot. Returns
-    None when no spot is found in :data:`_MAX_PLACEMENT_TRIES` tries.
+    The plate's width fraction is drawn from :attr:`Conditions.plate_width` (uniformly, or log-uniformly with
+    :attr:`Conditions.log_uniform_width`; the upper bound shrinks after each failed try); the plate is posed as
+    :attr:`Conditions.projection` says (:func:`_random_quad` or :func:`_pinhole_quad`), maybe given a holder,
+    shrunk to fit and moved to a random free spot. Returns None when no spot is found in
+    :data:`_MAX_PLACEMENT_TRIES` tries.
     """
-    low, high = PLATE_WIDTH_FRACTION[layout]
+    low, high = conditions.plate_width[layout]
     mm_w, mm_h = spec.PLATE_SIZE_MM[layout]
     gap = PLATE_GAP_FRACTION * width
+    pinhole = conditions.projection == "pinhole"
     for attempt in range(_MAX_PLACEMENT_TRIES):
         top = low + (high - low) * 0.9**attempt
-        plate_w = rng.uniform(low, top) * width
-        quad = _random_quad(rng, plate_w, plate_w * mm_h / mm_w)
-        holder = _holder_quad(rng, quad) if rng.random() < 0.4 else None
+        if conditions.log_uniform_width:
+            plate_w = math.exp(rng.uniform(math.log(low), math.log(top))) * width
+        else:
+            plate_w = rng.uniform(low, top) * width
+        if pinhole:
+            quad = _pinhole_quad(rng, layout, plate_w, width, conditions)
+            holder = _plane_holder_quad(rng, quad) if rng.random() < 0.4 else None
+        else:
+            quad = _random_quad(rng, plate_w, plate_w * mm_h / mm_w, conditions)
+            holder = _holder_quad(rng, quad) if rng.random() < 0.4 else None
         outer = holder if holder is not None else quad
         scale = _fit_scale(outer, width, height)
         quad, outer, plate_w = quad * scale, outer * scale, plate_w * scale
+        if pinhole and plate_w < low * width:  # shrunk out of the drawn size range: try again
+            continue
         lo = outer.min(axis=0)
         hi = outer.max(axis=0)
         span = hi - lo
@@ -802,26 +1191,101 @@ def _place_plate(
                            rng.uniform(0, height - 2 * BORDER_MARGIN_PX - span[1])])  # fmt: skip
         shift = BORDER_MARGIN_PX + offset - lo
         if not any(_boxes_overlap(outer + shift, other, gap) for other in placed):
-            return _Placement(quad + shift, None if holder is None else outer + shift, float(plate_w))
+            render_w = _flat_width(quad, mm_w / mm_h) if pinhole else float(plate_w)
+            return _Placement(quad + shift, None if holder is None else outer + shift, render_w)
     return None
 
 
-def _random_quad(rng: np.random.Generator, plate_w: float, plate_h: float) -> np.ndarray:
+def _random_quad(
+    rng: np.random.Generator, plate_w: float, plate_h: float, conditions: Conditions = CLASSIC
+) -> np.ndarray:
     """Return a ``plate_w`` x ``plate_h`` plate's corners (TL, TR, BR, BL) around the origin, in perspective and
-    rotated by up to :data:`MAX_ROTATION_DEG`.
+    rotated by up to :attr:`Conditions.max_rotation_deg` (:data:`MAX_ROTATION_DEG`).
 
-    Perspective: each corner moves vertically by up to :data:`MAX_CORNER_JITTER` of the plate's height, each
-    vertical edge horizontally by up to that fraction of its width (foreshortening), and each corner by a little
-    independent shear (a third of that fraction of the height).
+    Perspective: each corner moves vertically by up to :attr:`Conditions.max_corner_jitter`
+    (:data:`MAX_CORNER_JITTER`) of the plate's height, each vertical edge horizontally by up to that fraction of
+    its width (foreshortening), and each corner by a little independent shear (a third of that fraction of the
+    height).
     """
     half = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64) * [plate_w / 2, plate_h / 2]
-    jitter = rng.uniform(0.0, MAX_CORNER_JITTER)
+    jitter = rng.uniform(0.0, conditions.max_corner_jitter)
     edge_dx = rng.uniform(-jitter, jitter, size=2) * plate_w
     half[:, 0] += edge_dx[[0, 1, 1, 0]] + rng.uniform(-jitter, jitter, size=4) * plate_h / 3
     half[:, 1] += rng.uniform(-jitter, jitter, size=4) * plate_h
-    angle = math.radians(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
+    max_rotation = conditions.max_rotation_deg
+    angle = math.radians(rng.uniform(-max_rotation, max_rotation))
     rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     return half @ rotation.T
+
+
+def _pinhole_quad(
+    rng: np.random.Generator, layout: str, plate_w: float, frame_w: int, conditions: Conditions
+) -> np.ndarray:
+    """Return the corners (TL, TR, BR, BL) around the origin of a ``layout`` plate posed at random and seen by a
+    pinhole camera, scaled so that their bounding box is ``plate_w`` px wide (:func:`_project_plate`).
+
+    Yaw, pitch and roll are uniform within :attr:`Conditions.max_yaw_deg`, :attr:`Conditions.max_pitch_deg` and
+    :attr:`Conditions.max_roll_deg` (both signs); the horizontal field of view is uniform in
+    :attr:`Conditions.fov_deg`.
+    """
+    yaw, pitch, roll = (
+        rng.uniform(-limit, limit)
+        for limit in (conditions.max_yaw_deg, conditions.max_pitch_deg, conditions.max_roll_deg)
+    )
+    fov = rng.uniform(*conditions.fov_deg)
+    return _project_plate(spec.PLATE_SIZE_MM[layout], yaw, pitch, roll, fov, plate_w, frame_w)
+
+
+def _project_plate(
+    size_mm: tuple[float, float],
+    yaw_deg: float,
+    pitch_deg: float,
+    roll_deg: float,
+    fov_deg: float,
+    plate_w: float,
+    frame_w: int,
+) -> np.ndarray:
+    """Return the 4 corners (TL, TR, BR, BL; 4 x 2, px, centred on the origin) of a plate seen by a pinhole camera.
+
+    The plate (``size_mm`` = width, height) lies in its own x-y plane (x right, y down), is rotated by
+    ``R = Rz(roll) @ Rx(pitch) @ Ry(yaw)`` about its centre and put on the optical axis of a camera (x right, y down,
+    z forward) with focal length ``f = frame_w / (2 tan(fov / 2))`` px, at the distance ``f * width_mm /
+    plate_w`` where it would look ``plate_w`` px wide facing the camera; the corners project to ``f * (X / Z, Y /
+    Z)`` (Hartley & Zisserman, "Multiple View Geometry", 2nd ed., section 6.1). So a large plate is near and
+    strongly foreshortened (its near edge longer than its far edge), a small one far and nearly affine. The result
+    is scaled about its centre so that its bounding box is exactly ``plate_w`` px wide: a similarity of the
+    image, so still the exact image of the posed plate, by a camera of another focal length and principal point
+    (as is the shift that then places it in the frame).
+    """
+    mm_w, mm_h = size_mm
+    focal = frame_w / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+    yaw, pitch, roll = (math.radians(v) for v in (yaw_deg, pitch_deg, roll_deg))
+    rot_y = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
+    rot_x = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
+    rot_z = np.array([[math.cos(roll), -math.sin(roll), 0], [math.sin(roll), math.cos(roll), 0], [0, 0, 1]])
+    corners = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], np.float64) * [mm_w / 2, mm_h / 2, 0]
+    camera = corners @ (rot_z @ rot_x @ rot_y).T + [0.0, 0.0, focal * mm_w / plate_w]
+    projected = focal * camera[:, :2] / camera[:, 2:3]
+    projected -= (projected.min(axis=0) + projected.max(axis=0)) / 2.0
+    return projected * (plate_w / float(np.ptp(projected[:, 0])))
+
+
+def _plane_holder_quad(rng: np.random.Generator, quad: np.ndarray) -> np.ndarray:
+    """Return a plate holder's quad in the plate's own plane: the plate grown about its centre by 4-10 % of its
+    width and 8-14 % of its height, mapped through the plate's homography (so it shares its perspective)."""
+    grow_x, grow_y = rng.uniform(0.04, 0.1) / 2, rng.uniform(0.08, 0.14) / 2
+    unit = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
+    grown = unit * [1 + 2 * grow_x, 1 + 2 * grow_y] - [grow_x, grow_y]
+    return _apply_homography(_homography(1, 1, quad).astype(np.float64), grown)
+
+
+def _flat_width(quad: np.ndarray, aspect: float) -> float:
+    """Return the width (px) to draw a flat plate of width:height ``aspect`` at so that warping it onto ``quad``
+    does not enlarge it along any edge: its longest horizontal edge, or its longest vertical edge times ``aspect``."""
+    tl, tr, br, bl = quad
+    lengths = [np.linalg.norm(tr - tl), np.linalg.norm(br - bl)]
+    lengths += [aspect * np.linalg.norm(bl - tl), aspect * np.linalg.norm(br - tr)]
+    return float(max(lengths))
 
 
 def _holder_quad(rng: np.random.Generator, quad: np.ndarray) -> np.ndarray:
@@ -889,34 +1353,270 @@ def _draw_plate(rng: np.random.Generator, image: np.ndarray, plate: _FlatPlate, 
     return image
 
 
-def _degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Apply lighting, brightness/contrast/gamma, blur and noise to float32 ``image``; return RGB uint8."""
+def _occlude(
+    rng: np.random.Generator, image: np.ndarray, quad: np.ndarray, char_quads: list[np.ndarray], max_fraction: float
+) -> bool:
+    """Draw a random object in front of the plate ``quad`` into float32 ``image`` (in place); return whether one was
+    drawn.
+
+    The object (:func:`_occluder_mask`: a bar or pole, a tow hook, or a leaf-like blob, in a flat random colour
+    with a linear shading) is placed in the plate's own coordinates, so it follows the plate's perspective. It is
+    drawn antialiased on a mask :data:`_OCCLUDER_MASK_PLATE_PX`-supersampled for small plates, and kept only if
+    it hides at most ``max_fraction`` of the area of every character box of ``char_quads`` (image polygons,
+    all plates of the frame) that it touches; otherwise it shrinks, up to :data:`_OCCLUDER_TRIES` times, and
+    none is drawn if it never fits.
+    """
     height, width = image.shape[:2]
-    if rng.random() < 0.3:
+    tl, tr, br, bl = quad
+    plate_h = float(np.linalg.norm(bl - tl) + np.linalg.norm(br - tr)) / 2.0
+    lo = np.floor(quad.min(axis=0) - plate_h).astype(int)
+    hi = np.ceil(quad.max(axis=0) + plate_h).astype(int)
+    x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
+    x1, y1 = min(int(hi[0]), width), min(int(hi[1]), height)
+    supersample = int(np.clip(math.ceil(_OCCLUDER_MASK_PLATE_PX / max(plate_h, 1.0)), 1, 8))
+    origin = np.array([x0, y0], np.float64)
+    to_image = _homography(1, 1, quad).astype(np.float64)  # the plate's unit square -> image pixels
+
+    def to_mask(points: np.ndarray) -> np.ndarray:
+        """Plate-unit points (u across, v down, 0-1 on the plate) -> mask pixel (edge) coordinates."""
+        return (_apply_homography(to_image, np.asarray(points, np.float64)) - origin) * supersample
+
+    mask_shape = ((y1 - y0) * supersample, (x1 - x0) * supersample)
+    kind = int(rng.integers(3))
+    colour = _occluder_colour(rng)
+    size = 1.0
+    touched = [(q - origin) * supersample for q in char_quads]
+    for _ in range(_OCCLUDER_TRIES):
+        mask = _occluder_mask(rng, kind, mask_shape, to_mask, plate_h * supersample, size)
+        if all(_covered_fraction(mask, q) <= max_fraction for q in touched):
+            alpha = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+            shading = _random_lighting(rng, y1 - y0, x1 - x0, strength=0.5)[..., None]
+            region = image[y0:y1, x0:x1]
+            region[:] = region * (1.0 - alpha[..., None]) + (colour * shading) * alpha[..., None]
+            return True
+        size *= 0.7
+    return False
+
+
+def _occluder_mask(
+    rng: np.random.Generator,
+    kind: int,
+    shape: tuple[int, int],
+    to_mask: Callable[[Any], np.ndarray],
+    plate_h: float,
+    size: float,
+) -> np.ndarray:
+    """Return a uint8 coverage mask (antialiased, 255 = hidden) of one occluder of ``kind`` at scale ``size``.
+
+    ``to_mask`` maps plate-unit points (u across, v down; the plate is 0-1 both ways) to mask pixels, ``plate_h``
+    is the plate's height in mask pixels. Kinds: 0, a straight bar (a pole, a barrier, a branch) crossing the
+    plate, near vertical (60 %) or near horizontal, 0.1-0.5 (vertical) or 0.08-0.3 (horizontal) plate heights
+    thick; 1, a tow hook: a disk or ring of radius 0.2-0.45 plate heights at the plate's lower edge, on a stem
+    going down; 2, a leaf-like ellipse of 0.25-0.7 by 0.15-0.45 plate heights anywhere on the plate.
+    """
+    mask = np.zeros(shape, np.uint8)
+    shift = 4  # cv2 drawing with 4 fractional bits: sub-pixel positions
+    fixed = _fixed_point
+    if kind == 0:
+        if rng.random() < 0.6:
+            u0 = rng.uniform(0.05, 0.95)
+            ends = [[u0 + rng.uniform(-0.15, 0.15), -0.8], [u0 + rng.uniform(-0.15, 0.15), 1.8]]
+            thickness = rng.uniform(0.1, 0.5) * plate_h * size
+        else:
+            v0 = rng.uniform(0.1, 0.9)
+            ends = [[-0.3, v0 + rng.uniform(-0.1, 0.1)], [1.3, v0 + rng.uniform(-0.1, 0.1)]]
+            thickness = rng.uniform(0.08, 0.3) * plate_h * size
+        p0, p1 = to_mask(ends)
+        cv2.line(mask, fixed(p0), fixed(p1), 255, max(1, int(round(thickness))), cv2.LINE_AA, shift)
+    elif kind == 1:
+        u0, v0 = rng.uniform(0.3, 0.7), rng.uniform(0.95, 1.25)
+        centre, foot = to_mask([[u0, v0], [u0, v0 + 1.0]])
+        radius = rng.uniform(0.2, 0.45) * plate_h * size
+        ring = rng.random() < 0.5
+        cv2.line(mask, fixed(centre), fixed(foot), 255, max(1, int(round(0.6 * radius))), cv2.LINE_AA, shift)
+        thickness = max(1, int(round(0.35 * radius))) if ring else -1
+        cv2.circle(mask, fixed(centre), int(round(radius * 16)), 255, thickness, cv2.LINE_AA, shift)
+    else:
+        (centre,) = to_mask([[rng.uniform(0.0, 1.0), rng.uniform(0.0, 1.0)]])
+        axes = (rng.uniform(0.25, 0.7) * plate_h * size / 2, rng.uniform(0.15, 0.45) * plate_h * size / 2)
+        axes16 = (max(16, int(round(axes[0] * 16))), max(16, int(round(axes[1] * 16))))
+        cv2.ellipse(mask, fixed(centre), axes16, rng.uniform(0, 180), 0, 360, 255, -1, cv2.LINE_AA, shift)
+    return mask
+
+
+def _fixed_point(point: np.ndarray) -> tuple[int, int]:
+    """Return ``(x, y)`` in OpenCV's fixed point with 4 fractional bits (drawing with ``shift=4``)."""
+    return int(round(float(point[0]) * 16)), int(round(float(point[1]) * 16))
+
+
+def _covered_fraction(mask: np.ndarray, quad: np.ndarray) -> float:
+    """Return the fraction of polygon ``quad``'s area (mask pixels) that uint8 coverage ``mask`` hides (0-1); 0 for
+    a polygon outside the mask. Only the part inside the mask counts as the polygon's area, so a polygon cut by
+    the mask's edge gets a fraction no lower than its true one."""
+    lo = np.maximum(np.floor(quad.min(axis=0)).astype(int), 0)
+    hi = np.minimum(np.ceil(quad.max(axis=0)).astype(int), [mask.shape[1], mask.shape[0]])
+    if np.any(hi <= lo):
+        return 0.0
+    window = mask[lo[1] : hi[1], lo[0] : hi[0]]
+    inside = np.zeros(window.shape, np.uint8)
+    points = np.round((quad - lo) * 16).astype(np.int32)
+    cv2.fillPoly(inside, [points], 1, cv2.LINE_8, 4)
+    area = int(inside.sum())
+    if area == 0:
+        return 0.0
+    return float(window[inside > 0].sum(dtype=np.int64)) / (255.0 * area)
+
+
+def _occluder_colour(rng: np.random.Generator) -> np.ndarray:
+    """Return an occluder's float32 RGB colour: dark (tyre, black metal), grey metal, foliage green or random."""
+    kind = int(rng.integers(4))
+    if kind == 0:
+        colour = np.full(3, rng.uniform(10, 60))
+    elif kind == 1:
+        colour = np.full(3, rng.uniform(90, 200)) + rng.uniform(-10, 10, size=3)
+    elif kind == 2:
+        colour = np.array([rng.uniform(30, 90), rng.uniform(80, 160), rng.uniform(20, 70)])
+    else:
+        colour = rng.uniform(0, 255, size=3)
+    return np.clip(colour, 0, 255).astype(np.float32)
+
+
+def _degrade(rng: np.random.Generator, image: np.ndarray, conditions: Conditions = CLASSIC) -> np.ndarray:
+    """Apply lighting, brightness/contrast/gamma, blur and noise to float32 ``image``; return RGB uint8.
+
+    The classic photometry (:attr:`Conditions.photometry` ``"classic"``), in float32 over the whole frame: with
+    :attr:`Conditions.lighting_probability` a gradient and/or shadow (:func:`_random_lighting`), then contrast about
+    the mean, brightness and gamma, then :func:`_random_blur`, then Gaussian noise per channel.
+    """
+    height, width = image.shape[:2]
+    if rng.random() < conditions.lighting_probability:
         image = image * _random_lighting(rng, height, width, strength=0.4)[..., None]
     mean = float(image.mean())
-    image = (image - mean) * rng.uniform(0.7, 1.25) + mean + rng.uniform(-30, 30)
-    image = 255.0 * (np.clip(image, 0, 255) / 255.0) ** rng.uniform(0.7, 1.4)
-    image = _random_blur(rng, image.astype(np.float32))
-    sigma = rng.uniform(0.0, 8.0)
+    image = (image - mean) * rng.uniform(*conditions.contrast) + mean + rng.uniform(*conditions.brightness)
+    image = 255.0 * (np.clip(image, 0, 255) / 255.0) ** rng.uniform(*conditions.gamma)
+    image = _random_blur(rng, image.astype(np.float32), conditions)
+    sigma = rng.uniform(*conditions.noise_sigma)
     image = image + sigma * rng.standard_normal(image.shape, dtype=np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def _random_blur(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Return ``image`` unchanged, Gaussian-blurred (sigma 0.4-1.3) or motion-blurred (3-7 px at any angle)."""
+def _random_blur(rng: np.random.Generator, image: np.ndarray, conditions: Conditions = CLASSIC) -> np.ndarray:
+    """Return ``image`` (float32 or uint8) unchanged or blurred, as :class:`Conditions` says: Gaussian (sigma from
+    :attr:`~Conditions.gaussian_sigma_px`), motion (a line of :attr:`~Conditions.motion_blur_px` at any angle)
+    or defocus (an antialiased disk of radius :attr:`~Conditions.defocus_radius_px`), with their probabilities."""
     kind = rng.random()
-    if kind < 0.3:
-        return cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.4, 1.3))
-    if kind < 0.5:
-        length = int(rng.integers(3, 8))
+    gaussian, motion = conditions.gaussian_blur_probability, conditions.motion_blur_probability
+    if kind < gaussian:
+        return cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(*conditions.gaussian_sigma_px))
+    if kind < gaussian + motion:
+        length = int(rng.integers(conditions.motion_blur_px[0], conditions.motion_blur_px[1] + 1))
         angle = rng.uniform(0, math.pi)
         kernel = np.zeros((length, length), np.float32)
         c = (length - 1) / 2.0
         dx, dy = c * math.cos(angle), c * math.sin(angle)
         cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1)
         return cv2.filter2D(image, -1, kernel / kernel.sum())
+    if kind < gaussian + motion + conditions.defocus_blur_probability:
+        radius = rng.uniform(*conditions.defocus_radius_px)
+        half = int(math.ceil(radius + 0.5)) - 1
+        yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float32)
+        kernel = np.clip(radius + 0.5 - np.hypot(xx, yy), 0.0, 1.0)
+        return cv2.filter2D(image, -1, kernel / kernel.sum())
     return image
+
+
+@dataclass(frozen=True)
+class _Exposure:
+    """A frame's exposure: ``kind`` ``"normal"``, ``"night"`` or ``"over"`` (over-exposed); ``gain`` the scene's
+    exposure gain of a night frame (1 otherwise)."""
+
+    kind: str
+    gain: float = 1.0
+
+
+def _random_exposure(rng: np.random.Generator, conditions: Conditions) -> _Exposure:
+    """Return a frame's exposure, night or over-exposed with the probabilities of
+    :attr:`Conditions.night_probability` and :attr:`Conditions.overexposure_probability` (a night's gain from
+    :attr:`Conditions.night_gain`), else normal."""
+    u = rng.random()
+    if u < conditions.night_probability:
+        return _Exposure("night", rng.uniform(*conditions.night_gain))
+    if u < conditions.night_probability + conditions.overexposure_probability:
+        return _Exposure("over")
+    return _Exposure("normal")
+
+
+def _degrade_camera(
+    rng: np.random.Generator, image: np.ndarray, conditions: Conditions, exposure: _Exposure
+) -> np.ndarray:
+    """Apply a camera's lighting, exposure, blur and noise to float32 ``image`` (H x W x 3); return RGB uint8.
+
+    The ``"camera"`` photometry, fast on large frames: the smooth light fields (a night frame's light pool,
+    :func:`_light_falloff`; with :attr:`Conditions.lighting_probability` a gradient and/or shadow,
+    :func:`_random_lighting`) are computed on a grid :data:`_LIGHT_FIELD_STEP` times coarser and resized up; the
+    exposure is one 256-entry tone curve applied to the 8-bit frame (:func:`_tone_curve`); then
+    :func:`_random_blur` on the 8-bit frame, and Gaussian grey noise (:attr:`Conditions.night_noise_sigma` at
+    night, else :attr:`Conditions.noise_sigma`). Nothing runs in float64 over the frame.
+    """
+    height, width = image.shape[:2]
+    small_h, small_w = max(2, -(-height // _LIGHT_FIELD_STEP)), max(2, -(-width // _LIGHT_FIELD_STEP))
+    light = None
+    if exposure.kind == "night":  # the exposure gain goes with the light field, before 8-bit rounding
+        light = _light_falloff(rng, small_h, small_w, rng.uniform(*conditions.night_falloff))
+        light *= np.float32(exposure.gain)
+    if rng.random() < conditions.lighting_probability:
+        shading = _random_lighting(rng, small_h, small_w, strength=0.4)
+        light = shading if light is None else light * shading
+    # OpenCV's arithmetic with an 8-bit result rounds and saturates in one pass (numpy would take several).
+    if light is not None:
+        light = cv2.resize(light, (width, height), interpolation=cv2.INTER_LINEAR)
+        frame = cv2.multiply(image, cv2.merge([light, light, light]), dtype=cv2.CV_8U)
+    else:
+        frame = cv2.convertScaleAbs(image)  # the frame is >= 0, so this only rounds and saturates
+    frame = cv2.LUT(frame, _tone_curve(rng, frame, conditions, exposure))
+    frame = _random_blur(rng, frame, conditions)
+    sigma = rng.uniform(*(conditions.night_noise_sigma if exposure.kind == "night" else conditions.noise_sigma))
+    if sigma <= 0:
+        return frame
+    noise = rng.standard_normal((height, width), dtype=np.float32)
+    noise *= np.float32(sigma)
+    return cv2.add(frame, cv2.merge([noise, noise, noise]), dtype=cv2.CV_8U)
+
+
+def _tone_curve(rng: np.random.Generator, frame: np.ndarray, conditions: Conditions, exposure: _Exposure) -> np.ndarray:
+    """Return the 256-entry uint8 tone curve of a frame's exposure (input grey level -> output, clipped to 0-255).
+
+    - ``"normal"``: contrast about the frame's mean (:attr:`Conditions.contrast`), brightness
+      (:attr:`Conditions.brightness`) and gamma (:attr:`Conditions.gamma`), as :func:`_degrade` does;
+    - ``"night"``: none (the identity; the night's gain is applied with its light field, before rounding to 8 bits,
+      so that a lit plate brighter than 255 comes out right);
+    - ``"over"``: a haze ``v (1 - h) + 255 h`` (:attr:`Conditions.overexposure_haze`) amplified by
+      :attr:`Conditions.overexposure_gain`, capped so that grey level :data:`OVEREXPOSURE_LEGIBILITY` ``[0]`` maps
+      no higher than ``[1]``: the plate washes out and clips, its ink stays visible.
+    """
+    levels = np.arange(256, dtype=np.float64)
+    if exposure.kind == "night":
+        curve = levels
+    elif exposure.kind == "over":
+        haze = rng.uniform(*conditions.overexposure_haze)
+        dark, ceiling = OVEREXPOSURE_LEGIBILITY
+        cap = max(1.0, ceiling / (dark * (1.0 - haze) + 255.0 * haze))
+        curve = (levels * (1.0 - haze) + 255.0 * haze) * min(rng.uniform(*conditions.overexposure_gain), cap)
+    else:
+        mean = float(frame[::4, ::4].mean())
+        curve = (levels - mean) * rng.uniform(*conditions.contrast) + mean + rng.uniform(*conditions.brightness)
+        curve = 255.0 * (np.clip(curve, 0, 255) / 255.0) ** rng.uniform(*conditions.gamma)
+    return np.clip(np.rint(curve), 0, 255).astype(np.uint8)
+
+
+def _light_falloff(rng: np.random.Generator, height: int, width: int, floor: float) -> np.ndarray:
+    """Return a float32 ``(height, width)`` night light field: 1 at a random spot (a street lamp's or headlights'
+    pool of light), falling off as a Gaussian of radius 0.3-0.7 frame diagonals to ``floor`` far from it."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+    radius = rng.uniform(0.3, 0.7) * math.hypot(width, height)
+    pool = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / np.float32(radius**2))
+    return (floor + (1.0 - floor) * pool).astype(np.float32)
 
 
 # -------------------------------------------------------------------------------------------------- annotations
@@ -924,13 +1624,22 @@ def _random_blur(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 
 def _plate_shapes(plate: _FlatPlate, quad: np.ndarray, group_id: int, width: int, height: int) -> list[dict[str, Any]]:
     """Return the labelme shapes of one plate: its outline polygon, then one polygon per character."""
+    shapes = [_polygon(_plate_label(plate.layout), quad, group_id, width, height)]
+    for char, corners in zip(plate.text, _char_quads(plate, quad)):
+        shapes.append(_polygon(char, corners, group_id, width, height))
+    return shapes
+
+
+def _char_quads(plate: _FlatPlate, quad: np.ndarray) -> list[np.ndarray]:
+    """Return each character's ink box of ``plate`` (TL, TR, BR, BL) mapped into the image, where the plate's
+    canvas is warped onto ``quad``: 4 x 2 float64 arrays in image pixels, in reading order."""
     canvas_h, canvas_w = plate.image.shape[:2]
     matrix = _homography(canvas_w, canvas_h, quad).astype(np.float64)
-    shapes = [_polygon(_plate_label(plate.layout), quad, group_id, width, height)]
-    for char, (x0, y0, x1, y1) in zip(plate.text, plate.boxes):
+    quads = []
+    for x0, y0, x1, y1 in plate.boxes:
         corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
-        shapes.append(_polygon(char, _apply_homography(matrix, corners), group_id, width, height))
-    return shapes
+        quads.append(_apply_homography(matrix, corners))
+    return quads
 
 
 def _polygon(label: str, points: np.ndarray, group_id: int, width: int, height: int) -> dict[str, Any]:

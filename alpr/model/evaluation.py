@@ -153,7 +153,8 @@ ZOOM_CHOICES = (0, 96, 160, 320)
 def tune_reading(model_dir: Path, data_root: Path, split: str = "val") -> tuple[dict, dict]:
     """Choose the model's reading settings on ``split`` and store them in its ``model.json``.
 
-    The detector runs once over the split for all of :data:`ZOOM_CHOICES`
+    The detector runs once over the split for all of :data:`ZOOM_CHOICES` (only 0 for a two-stage model, which reads
+    every plate from its zoomed crop anyway)
     (:meth:`alpr.model.inference.PlateReader.detect_files_zoom_choices`); for each,
     :func:`sweep_reading_thresholds` sweeps :data:`THRESHOLD_GRID` on those detections; the best EIR wins (ties:
     plate precision, character accuracy, then the cheaper zoom). Writes ``thresholds``, ``zoom_below_px`` and the
@@ -176,8 +177,10 @@ def tune_reading(model_dir: Path, data_root: Path, split: str = "val") -> tuple[
     paths = [data_root / img["file_name"] for img in images]
     truths = [img.get("plates", []) for img in images]
     tables, best = {}, None
-    by_zoom = reader.detect_files_zoom_choices(paths, ZOOM_CHOICES)  # one first pass for all choices
-    for zoom in ZOOM_CHOICES:
+    # Two stages read every plate from its zoomed crop: the zoom setting has no choice to make there.
+    choices = (0,) if reader.two_stage else ZOOM_CHOICES
+    by_zoom = reader.detect_files_zoom_choices(paths, choices)  # one first pass for all choices
+    for zoom in choices:
         thresholds, table = sweep_reading_thresholds(by_zoom[zoom], truths)
         row = next(
             r

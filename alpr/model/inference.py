@@ -2,9 +2,10 @@
 
 A *model directory* (what Evaluate selects and publishes to storage) holds::
 
-    config.py    the merged mmdetection config the model was trained with
-    model.pth    the selected checkpoint
-    model.json   metadata: classes, input size, reading thresholds, metrics, lineage
+    config.py        the merged mmdetection config the model was trained with
+    model.pth        the selected checkpoint
+    model.json       metadata: classes, input size, reading thresholds, metrics, lineage
+    plate_detector/  optional first stage: config.py + model.pth of a plate detector (two-stage design)
 
 :class:`PlateReader` loads it once and reads images (BGR or RGB arrays, or files).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from alpr import spec, storage
 from alpr.defaults import TRAINING_DEFAULTS
 from alpr.metadata import MetadataStore
 from alpr.model.checkpoints import load_saved_config, trusted_checkpoint_loading
+from alpr.model.crops import zoom_crop
 from alpr.model.reading import read_arrays
 from alpr.settings import load_settings
 
@@ -35,15 +38,13 @@ DEFAULT_THRESHOLDS = {"plate_score_thr": 0.3, "char_score_thr": 0.3}
 #: Plates narrower than this at the detector's input (pixels) are read again from a zoomed crop (0: never);
 #: overridable per model in model.json (``zoom_below_px``), chosen on val by Evaluate.
 DEFAULT_ZOOM_BELOW_PX = 0
-#: Zoomed crop around a plate box of width w, height h: w * ZOOM_MARGIN_X added left and right, and a height of
-#: max(ZOOM_HEIGHT_FACTOR * h, ZOOM_MIN_ASPECT * crop width) centred on the plate, so that the plate fills about
-#: half of the crop's width, as the widest training plates fill their images.
-ZOOM_MARGIN_X = 0.5
 #: Detector input (long side, pixels) for the zoomed crops; 0: the model's own input size. Overridable per model in
 #: model.json (``zoom_input_px``), chosen on val by Evaluate. A smaller input makes the second pass cheaper.
 DEFAULT_ZOOM_INPUT_PX = 0
-ZOOM_HEIGHT_FACTOR = 3.0
-ZOOM_MIN_ASPECT = 9 / 16
+#: The optional first stage of a model directory: a plate detector (``config.py`` + ``model.pth`` predicting
+#: :data:`alpr.spec.PLATE_LABELS`) that finds plates in the whole frame at its own, larger input; every plate it finds
+#: is then read from a zoomed crop by the model directory's own detector (docs/detection_design.md).
+PLATE_DETECTOR_DIR = "plate_detector"
 
 
 class ModelError(RuntimeError):
@@ -135,29 +136,46 @@ class PlateReader:
             )
         except FileNotFoundError as exc:
             raise ModelError(f"model {self.model_dir}: {exc}") from exc
-        classes = (
-            tuple(self.model.dataset_meta.get("classes", spec.CLASSES)) if self.model.dataset_meta else spec.CLASSES
-        )
-        if classes != spec.CLASSES:
-            raise ModelError(f"model {self.model_dir} predicts classes {classes}, expected {spec.CLASSES}")
+        _check_classes(self.model, spec.CLASSES, self.model_dir)
+        #: The first stage (:data:`PLATE_DETECTOR_DIR`), or None for the one-detector design.
+        self.plate_model = None
+        plate_dir = self.model_dir / PLATE_DETECTOR_DIR
+        if (plate_dir / CONFIG_FILE).is_file():
+            try:
+                self.plate_model = init_detector(
+                    load_saved_config(plate_dir / CONFIG_FILE), str(plate_dir / CHECKPOINT_FILE), device=device
+                )
+            except FileNotFoundError as exc:
+                raise ModelError(f"model {self.model_dir}: plate detector: {exc}") from exc
+            _check_classes(self.plate_model, spec.PLATE_LABELS, plate_dir)
 
     @property
     def input_size(self) -> int:
         """The detector's input (long side after the test pipeline's ``Resize``), pixels."""
-        for step in self.model.cfg.test_dataloader.dataset.pipeline:
-            if step.get("type") == "Resize":
-                return int(max(step["scale"]))
-        return TRAINING_DEFAULTS.input_size
+        return _input_size(self.model)
 
-    def _pipeline(self, size: int):
-        """The test pipeline for in-memory images at input ``size`` (long side; the config's own when 0)."""
-        if size not in self._pipelines:
+    @property
+    def plate_input_size(self) -> int | None:
+        """The plate detector's input (long side), pixels; None without a plate detector."""
+        return None if self.plate_model is None else _input_size(self.plate_model)
+
+    @property
+    def two_stage(self) -> bool:
+        """Whether plates are found by a separate plate detector and all read from zoomed crops."""
+        return self.plate_model is not None
+
+    def _pipeline(self, size: int, model=None):
+        """The test pipeline of ``model`` (default: the reader) for in-memory images at input ``size`` (long side;
+        the config's own when 0)."""
+        model = self.model if model is None else model
+        key = (id(model), size)
+        if key not in self._pipelines:
             import copy
 
             from mmcv.transforms import Compose
             from mmdet.utils import get_test_pipeline_cfg
 
-            steps = copy.deepcopy(get_test_pipeline_cfg(self.model.cfg))
+            steps = copy.deepcopy(get_test_pipeline_cfg(model.cfg))
             steps[0].type = "mmdet.LoadImageFromNDArray"
             for step in steps:
                 if step.get("type") == "Resize" and size:
@@ -167,19 +185,17 @@ class PlateReader:
                     # instead of 320 x 320 (the network is fully convolutional).
                     step.pop("size", None)
                     step["size_divisor"] = 32
-            self._pipelines[size] = Compose(steps)
-        return self._pipelines[size]
+            self._pipelines[key] = Compose(steps)
+        return self._pipelines[key]
 
-    def _run(
-        self,
-        images_bgr: Sequence[np.ndarray],
-        size: int = 0,
-    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _run(self, images_bgr: Sequence[np.ndarray], size: int = 0, model=None) -> list[Detections]:
+        """Run ``model`` (default: the reader) on ``images_bgr``; per image ``(bboxes, labels, scores)``."""
         from mmdet.apis import inference_detector
 
         if not images_bgr:
             return []
-        results = inference_detector(self.model, list(images_bgr), test_pipeline=self._pipeline(size))
+        model = self.model if model is None else model
+        results = inference_detector(model, list(images_bgr), test_pipeline=self._pipeline(size, model))
         out = []
         for res in results:
             pred = res.pred_instances
@@ -192,6 +208,11 @@ class PlateReader:
             )
         return out
 
+    def _find_plates(self, images_bgr: Sequence[np.ndarray]) -> list[Detections]:
+        """The plate detector's plates, labels mapped to :data:`alpr.spec.CLASSES` indices."""
+        plate_ids = np.array([spec.class_id(label) for label in spec.PLATE_LABELS])
+        return [(b, plate_ids[labels.astype(int)], s) for b, labels, s in self._run(images_bgr, 0, self.plate_model)]
+
     def detect(
         self, images_bgr: Sequence[np.ndarray], zoom_below_px: int | None = None, zoom_input_px: int | None = None
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -199,10 +220,14 @@ class PlateReader:
 
         A plate found with ``score >= plate_score_thr`` whose box is narrower than ``zoom_below_px`` pixels at the
         detector's input (the image resized to :attr:`input_size` on its long side) is cut out with margins
-        (:data:`ZOOM_MARGIN_X`, :data:`ZOOM_HEIGHT_FACTOR`, :data:`ZOOM_MIN_ASPECT`) and run through the detector
+        (:func:`alpr.model.crops.zoom_crop`) and run through the detector
         again, where its characters get several times more pixels; the characters found in the crop whose
         centres lie in the plate's box replace those of the first pass there. This is the plate-then-characters
         two-stage design of classic ALPR done with the one detector, and only where the plate is small.
+
+        With a plate detector (:attr:`two_stage`, :data:`PLATE_DETECTOR_DIR`), the first pass is the plate detector
+        over the whole image at its own input (:attr:`plate_input_size`) and *every* plate it finds is read from
+        its zoomed crop, whatever ``zoom_below_px``.
 
         Args:
             images_bgr: HxWx3 uint8 arrays in BGR order (OpenCV's), any size.
@@ -235,14 +260,19 @@ class PlateReader:
         if not choices:
             raise ValueError("zoom_choices is empty")
         images = list(images_bgr)
-        first = self._run(images)
-        widest = max(choices)
+        if self.two_stage:
+            # Plates from the plate detector at its own input; every plate is read from its zoomed crop.
+            first = self._find_plates(images)
+            widest, sizes = math.inf, [self.plate_input_size] * len(images)
+        else:
+            first = self._run(images)
+            widest, sizes = max(choices), [self.input_size] * len(images)
         crops, where = [], []
         if widest > 0:
-            for i, (img, dets) in enumerate(zip(images, first)):
-                scale = self.input_size / max(img.shape[:2])
+            for i, (img, dets, size) in enumerate(zip(images, first, sizes)):
+                scale = size / max(img.shape[:2])
                 for plate_box, (cx0, cy0, cx1, cy1) in zoom_regions(
-                    img.shape[:2], dets, self.input_size, widest, self.thresholds["plate_score_thr"]
+                    img.shape[:2], dets, size, widest, self.thresholds["plate_score_thr"]
                 ):
                     crops.append(np.ascontiguousarray(img[cy0:cy1, cx0:cx1]))
                     where.append((i, plate_box, (cx0, cy0), (plate_box[2] - plate_box[0]) * scale))
@@ -252,7 +282,7 @@ class PlateReader:
         for zoom in choices:
             merged = list(first)
             for (i, plate_box, offset, width), dets in zip(where, crop_dets):
-                if width < zoom:
+                if self.two_stage or width < zoom:
                     merged[i] = merge_zoomed(merged[i], plate_box, offset, dets)
             out[zoom] = merged
         return out
@@ -317,10 +347,25 @@ class PlateReader:
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+def _input_size(model) -> int:
+    """A detector's input (long side after its test pipeline's ``Resize``), pixels."""
+    for step in model.cfg.test_dataloader.dataset.pipeline:
+        if step.get("type") == "Resize":
+            return int(max(step["scale"]))
+    return TRAINING_DEFAULTS.input_size
+
+
+def _check_classes(model, expected: tuple[str, ...], where: Path) -> None:
+    """Raise ModelError unless ``model`` predicts ``expected`` (its checkpoint's ``dataset_meta`` classes)."""
+    classes = tuple(model.dataset_meta.get("classes", expected)) if model.dataset_meta else expected
+    if classes != expected:
+        raise ModelError(f"model {where} predicts classes {classes}, expected {expected}")
+
+
 def zoom_regions(
     image_hw: tuple[int, int], dets: Detections, input_size: int, zoom_below_px: int, plate_score_thr: float
 ) -> list[tuple[tuple[float, float, float, float], tuple[int, int, int, int]]]:
-    """The plates of one image to read again from a zoomed crop, and their crops.
+    """The plates of one image to read again from a zoomed crop, and their crops (:func:`alpr.model.crops.zoom_crop`).
 
     Args:
         image_hw: the image's ``(height, width)``, pixels.
@@ -330,10 +375,8 @@ def zoom_regions(
         plate_score_thr: only plates scored at least this.
 
     Returns:
-        ``[(plate box (x1, y1, x2, y2), crop (x0, y0, x1, y1) integer pixels inside the image), ...]``; the crop
-        adds :data:`ZOOM_MARGIN_X` of the plate's width left and right and is
-        ``max(ZOOM_HEIGHT_FACTOR * h, ZOOM_MIN_ASPECT * crop width)`` high, centred on the plate, clipped to the
-        image; crops under 8 px either way are skipped.
+        ``[(plate box (x1, y1, x2, y2), crop (x0, y0, x1, y1) integer pixels inside the image), ...]``; empty
+        boxes and crops under :data:`alpr.model.crops.MIN_CROP_PX` either way are skipped.
     """
     h_img, w_img = image_hw
     boxes, labels, scores = dets
@@ -341,20 +384,12 @@ def zoom_regions(
     plate_ids = [spec.class_id(label) for label in spec.PLATE_LABELS]
     out = []
     for k in np.flatnonzero(np.isin(labels, plate_ids) & (scores >= plate_score_thr)):
-        x1, y1, x2, y2 = (float(v) for v in boxes[k])
-        if not (x2 > x1 and y2 > y1) or (x2 - x1) * scale >= zoom_below_px:
+        box = tuple(float(v) for v in boxes[k])
+        if (box[2] - box[0]) * scale >= zoom_below_px:
             continue
-        cw = (x2 - x1) * (1 + 2 * ZOOM_MARGIN_X)
-        ch = max((y2 - y1) * ZOOM_HEIGHT_FACTOR, cw * ZOOM_MIN_ASPECT)
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        crop = (
-            int(max(0, cx - cw / 2)),
-            int(max(0, cy - ch / 2)),
-            int(min(w_img, cx + cw / 2)),
-            int(min(h_img, cy + ch / 2)),
-        )
-        if crop[2] - crop[0] >= 8 and crop[3] - crop[1] >= 8:
-            out.append(((x1, y1, x2, y2), crop))
+        crop = zoom_crop(box, (h_img, w_img))
+        if crop is not None:
+            out.append((box, crop))
     return out
 
 
@@ -392,32 +427,56 @@ def merge_zoomed(
     )
 
 
-def write_model_dir(out_dir: Path, config_path: Path, checkpoint: Path, metadata: dict) -> Path:
+def write_model_dir(
+    out_dir: Path,
+    config_path: Path,
+    checkpoint: Path,
+    metadata: dict,
+    plate_detector: tuple[Path, Path] | None = None,
+) -> Path:
     """Assemble a model directory from a trained config and checkpoint; returns ``out_dir``.
 
     The checkpoint is reduced to its weights and plain metadata (no optimizer state, no pickled objects), so
     the served model loads with ``torch.load(weights_only=True)`` and is about a third of the size.
+
+    Args:
+        out_dir: the model directory to write (created if missing).
+        config_path, checkpoint: the reader's merged config and checkpoint (predicting :data:`alpr.spec.CLASSES`).
+        metadata: merged into ``model.json``.
+        plate_detector: ``(config, checkpoint)`` of a plate detector (predicting :data:`alpr.spec.PLATE_LABELS`),
+            written to :data:`PLATE_DETECTOR_DIR` the same way: the model then reads in two stages.
     """
     import shutil
-
-    import torch
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config_path, out_dir / CONFIG_FILE)
+    _save_weights(checkpoint, out_dir / CHECKPOINT_FILE, spec.CLASSES)
+    plate_dir = out_dir / PLATE_DETECTOR_DIR
+    if plate_detector is not None:
+        plate_dir.mkdir(exist_ok=True)
+        shutil.copyfile(plate_detector[0], plate_dir / CONFIG_FILE)
+        _save_weights(plate_detector[1], plate_dir / CHECKPOINT_FILE, spec.PLATE_LABELS)
+    elif plate_dir.exists():
+        shutil.rmtree(plate_dir)
+    meta = {"classes": list(spec.CLASSES), "thresholds": dict(DEFAULT_THRESHOLDS), **metadata}
+    meta["two_stage"] = plate_detector is not None
+    (out_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    return out_dir
+
+
+def _save_weights(checkpoint: Path, dest: Path, classes: tuple[str, ...]) -> None:
+    """Write ``checkpoint``'s weights and plain-typed metadata (``classes`` as its ``dataset_meta``) to ``dest``:
+    it loads with ``torch.load(weights_only=True)``, no pickled objects."""
+    import torch
 
     with trusted_checkpoint_loading():
         ckpt = torch.load(str(checkpoint), map_location="cpu")
-    # Weights plus plain-typed metadata only: loads with torch.load(weights_only=True), no pickled objects.
     trained = ckpt.get("meta", {})
     slim_meta = {
-        "dataset_meta": {"classes": list(spec.CLASSES)},
+        "dataset_meta": {"classes": list(classes)},
         "epoch": int(trained.get("epoch", 0) or 0),
         "iter": int(trained.get("iter", 0) or 0),
         "mmdet_version": str(trained.get("mmdet_version", "")),
     }
-    slim = {"meta": slim_meta, "state_dict": ckpt["state_dict"]}
-    torch.save(slim, str(out_dir / CHECKPOINT_FILE))
-    meta = {"classes": list(spec.CLASSES), "thresholds": dict(DEFAULT_THRESHOLDS), **metadata}
-    (out_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    return out_dir
+    torch.save({"meta": slim_meta, "state_dict": ckpt["state_dict"]}, str(dest))

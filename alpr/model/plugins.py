@@ -4,6 +4,8 @@
   the detector's output during mmengine validation/testing, so they reach the logs, TensorBoard and the
   checkpoint hook's ``save_best`` next to COCO mAP.
 - ``TimedSnapshotHook``: weights snapshots at fixed intervals of training time, for time-to-accuracy curves.
+- ``PlateZoomCrop``: a training transform that crops the image around one random plate as the two-stage reader's
+  zoom pass does (:mod:`alpr.model.crops`), so that the reader learns from what it is shown at inference.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from mmdet.registry import HOOKS, METRICS
+from mmcv.transforms import BaseTransform
+from mmdet.registry import HOOKS, METRICS, TRANSFORMS
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 
+from alpr import spec
+from alpr.model.crops import ZOOM_HEIGHT_FACTOR, ZOOM_MARGIN_X, zoom_crop
 from alpr.model.metrics import PlateMetrics
 from alpr.model.reading import read_arrays
 
@@ -176,3 +181,97 @@ class TimedSnapshotHook(Hook):
         )
         with open(os.path.join(self.out_dir, "snapshots.json"), "w", encoding="utf-8") as f:
             json.dump(self.records, f, indent=2)
+
+
+@TRANSFORMS.register_module()
+class PlateZoomCrop(BaseTransform):
+    """Crop the image around one randomly chosen plate, as :func:`alpr.model.inference.zoom_regions` crops a plate
+    found in a frame, with jittered margins; boxes are moved into the crop.
+
+    With probability ``prob``, one plate (a :data:`alpr.spec.PLATE_LABELS` box at least ``min_plate_px`` wide) is
+    chosen uniformly; its crop (:func:`alpr.model.crops.zoom_crop`) gets left and right margins drawn from
+    ``margin_range`` (fractions of the plate's width), a height factor drawn from ``height_range`` and a centre shift
+    of up to ``shift`` plate widths / heights, which covers the offsets of a detected plate box from the true one.
+    Boxes are clipped to the crop; a box that keeps less than ``min_visible`` of its area is dropped (a character
+    cut at the border is not a character any more). Images without a plate wide enough are left unchanged.
+
+    Required keys: ``img``, ``gt_bboxes``, ``gt_bboxes_labels``, ``gt_ignore_flags``. Modified: those and
+    ``img_shape``.
+
+    Args:
+        prob: probability of cropping, in [0, 1].
+        margin_range: ``(low, high)`` margin left and right, fractions of the plate's width.
+        height_range: ``(low, high)`` crop height in plate heights (the crop stays at least 9:16 of its width).
+        shift: largest centre shift, fraction of the plate's width (x) and height (y).
+        min_plate_px: plates narrower than this (pixels) are not chosen (too small to read in any crop).
+        min_visible: fraction of a box's area that must stay inside the crop.
+
+    Raises:
+        ValueError: a parameter out of range.
+    """
+
+    def __init__(
+        self,
+        prob: float = 0.9,
+        margin_range: tuple[float, float] = (0.6 * ZOOM_MARGIN_X, 1.4 * ZOOM_MARGIN_X),
+        height_range: tuple[float, float] = (0.8 * ZOOM_HEIGHT_FACTOR, 1.3 * ZOOM_HEIGHT_FACTOR),
+        shift: float = 0.08,
+        min_plate_px: float = 24.0,
+        min_visible: float = 0.6,
+    ) -> None:
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"PlateZoomCrop: prob must be in [0, 1], got {prob!r}")
+        for name, (low, high) in (("margin_range", margin_range), ("height_range", height_range)):
+            if not 0.0 <= low <= high:
+                raise ValueError(f"PlateZoomCrop: {name} must be (low, high) with 0 <= low <= high, got {(low, high)}")
+        if shift < 0 or min_plate_px < 0 or not 0.0 <= min_visible <= 1.0:
+            raise ValueError(
+                f"PlateZoomCrop: shift and min_plate_px must be >= 0 and min_visible in [0, 1], got "
+                f"{shift!r}, {min_plate_px!r}, {min_visible!r}"
+            )
+        self.prob, self.shift, self.min_plate_px, self.min_visible = prob, shift, min_plate_px, min_visible
+        self.margin_range, self.height_range = tuple(margin_range), tuple(height_range)
+        self._plate_ids = np.array([spec.class_id(label) for label in spec.PLATE_LABELS])
+
+    def transform(self, results: dict) -> dict:
+        """Crop ``results`` in place (see the class docstring) and return it."""
+        if np.random.rand() >= self.prob:
+            return results
+        boxes = results["gt_bboxes"]
+        xyxy = _to_numpy(boxes.tensor).reshape(-1, 4).astype(np.float64)
+        labels = np.asarray(results["gt_bboxes_labels"])
+        widths = xyxy[:, 2] - xyxy[:, 0]
+        plates = np.flatnonzero(np.isin(labels, self._plate_ids) & (widths >= self.min_plate_px))
+        if not len(plates):
+            return results
+        k = int(plates[np.random.randint(len(plates))])
+        img = results["img"]
+        crop = zoom_crop(
+            tuple(xyxy[k]),
+            img.shape[:2],
+            margin_left=np.random.uniform(*self.margin_range),
+            margin_right=np.random.uniform(*self.margin_range),
+            height_factor=np.random.uniform(*self.height_range),
+            shift=tuple(np.random.uniform(-self.shift, self.shift, size=2)),
+        )
+        if crop is None:
+            return results
+        x0, y0, x1, y1 = crop
+        moved = xyxy - [x0, y0, x0, y0]
+        clipped = np.clip(moved, 0, [x1 - x0, y1 - y0, x1 - x0, y1 - y0])
+        area = np.prod(np.clip(moved[:, 2:] - moved[:, :2], 0, None), axis=1)
+        kept_area = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1)
+        keep = (kept_area > 0) & (kept_area >= self.min_visible * area)
+        results["img"] = np.ascontiguousarray(img[y0:y1, x0:x1])
+        results["img_shape"] = results["img"].shape[:2]
+        results["gt_bboxes"] = type(boxes)(clipped[keep].astype(np.float32))
+        results["gt_bboxes_labels"] = labels[keep]
+        results["gt_ignore_flags"] = np.asarray(results["gt_ignore_flags"])[keep]
+        return results
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(prob={self.prob}, margin_range={self.margin_range}, "
+            f"height_range={self.height_range}, shift={self.shift}, min_plate_px={self.min_plate_px}, "
+            f"min_visible={self.min_visible})"
+        )

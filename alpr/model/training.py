@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 #: The default leaf config (the pipeline's ``config`` parameter, :data:`alpr.defaults.TRAINING_DEFAULTS`).
 DEFAULT_CONFIG = TRAINING_DEFAULTS.config
+#: The plate detector's leaf config (the first stage of the two-stage design, :func:`build_plate_config`).
+PLATE_CONFIG = "rtmdet_plate_alpr.py"
 #: The cosine schedule decays the learning rate to this fraction of ``lr``.
 FINAL_LR_FACTOR = 0.05
 
@@ -43,6 +45,11 @@ class Hyperparameters:
         weight_decay: AdamW weight decay.
         val_interval: validate (COCO mAP + EIR) every this many epochs; also the checkpoint interval.
         seed: random seed of mmengine (weights, sampling, augmentation).
+        plate_input_size: the plate detector's input (long side, pixels; a multiple of 32, at least
+            ``input_size``); 0 trains no plate detector (the one-detector design).
+        plate_epochs: the plate detector's training epochs. It is trained on ``input_size`` square crops of frames
+            resized around ``plate_input_size`` (:func:`build_plate_config`), with ``lr``, ``weight_decay``,
+            ``batch_size`` and ``seed``.
 
     Raises:
         ValueError: a value out of range (``lr`` <= 0, ``epochs`` < 1, ``input_size`` not a multiple of 32 of at
@@ -56,6 +63,8 @@ class Hyperparameters:
     weight_decay: float = TRAINING_DEFAULTS.weight_decay
     val_interval: int = TRAINING_DEFAULTS.val_interval
     seed: int = TRAINING_DEFAULTS.seed
+    plate_input_size: int = TRAINING_DEFAULTS.plate_input_size
+    plate_epochs: int = TRAINING_DEFAULTS.plate_epochs
 
     def __post_init__(self) -> None:
         checks = {
@@ -65,12 +74,16 @@ class Hyperparameters:
             "input_size": self.input_size >= 64 and self.input_size % 32 == 0,
             "weight_decay": self.weight_decay >= 0,
             "val_interval": self.val_interval >= 1,
+            "plate_input_size": self.plate_input_size == 0
+            or (self.plate_input_size % 32 == 0 and self.plate_input_size >= self.input_size),
+            "plate_epochs": self.plate_epochs >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(
                 f"invalid hyperparameter(s) {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} "
-                "(input_size must be a multiple of 32, at least 64)"
+                "(input_size must be a multiple of 32, at least 64; plate_input_size 0 or a multiple of 32, at least "
+                "input_size)"
             )
 
 
@@ -109,23 +122,23 @@ def _set_input_size(pipeline: list[dict], size: tuple[int, int]) -> None:
             step["size"] = size
 
 
-def _set_schedule(cfg, hp: Hyperparameters) -> None:
-    """The schedule of ``configs/_base_/schedules/``: epochs, validation and checkpoint interval, AdamW's lr and
-    weight decay, and the cosine decay (after the first epoch, down to ``FINAL_LR_FACTOR * lr``) that follows the
-    config's warm-up."""
-    interval = min(hp.val_interval, hp.epochs)
-    cfg.train_cfg.max_epochs = hp.epochs
+def _set_schedule(cfg, hp: Hyperparameters, *, epochs: int, val_interval: int, save_best: str) -> None:
+    """The schedule of ``configs/_base_/schedules/``: ``epochs``, validation and checkpoint interval, AdamW's lr
+    and weight decay, and the cosine decay (after the first epoch, down to ``FINAL_LR_FACTOR * lr``) that follows
+    the config's warm-up; the checkpoint hook keeps the best by ``save_best`` (greater is better)."""
+    interval = min(val_interval, epochs)
+    cfg.train_cfg.max_epochs = epochs
     cfg.train_cfg.val_interval = interval
     cfg.optim_wrapper.optimizer.lr = hp.lr
     cfg.optim_wrapper.optimizer.weight_decay = hp.weight_decay
     _warmup, cosine = cfg.param_scheduler
     cosine.eta_min = hp.lr * FINAL_LR_FACTOR
-    cosine.begin = min(1, hp.epochs - 1)
-    cosine.end = hp.epochs
-    cosine.T_max = max(1, hp.epochs - cosine.begin)
+    cosine.begin = min(1, epochs - 1)
+    cosine.end = epochs
+    cosine.T_max = max(1, epochs - cosine.begin)
     ckpt = cfg.default_hooks.checkpoint
     ckpt.interval = interval
-    ckpt.save_best = "plate/eir"
+    ckpt.save_best = save_best
     ckpt.rule = "greater"
 
 
@@ -154,6 +167,59 @@ def build_config(
     Raises:
         FileNotFoundError: the config or a split's COCO file is missing.
     """
+    cfg = _load_config(config, data_root, work_dir, hp, spec.CLASSES, num_workers)
+    size = (hp.input_size, hp.input_size)
+    cfg.input_size = size
+    for loader_name in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        _set_input_size(cfg[loader_name].dataset.pipeline, size)
+    _set_schedule(cfg, hp, epochs=hp.epochs, val_interval=hp.val_interval, save_best="plate/eir")
+    return cfg
+
+
+def build_plate_config(data_root: Path, work_dir: Path, hp: Hyperparameters, *, num_workers: int = 1):
+    """Load the plate detector's config (:data:`PLATE_CONFIG`) and apply the plate classes, the data location and
+    the hyperparameters: the first stage of the two-stage design (docs/detection_design.md).
+
+    The detector predicts the two plate outlines (:data:`alpr.spec.PLATE_LABELS`; mmdetection's ``CocoDataset``
+    keeps only the annotations of the classes in its ``metainfo``). Its input is ``hp.plate_input_size`` (the test
+    pipeline's ``Resize``); it trains on ``hp.input_size`` square crops (``RandomCrop``) of frames resized around
+    that input (``RandomResize``), i.e. on plates at the scale it sees them at inference, for ``hp.plate_epochs``
+    epochs, validating (COCO mAP) and keeping the best checkpoint by ``coco/bbox_mAP_50`` at the end.
+
+    Args:
+        data_root, work_dir, num_workers: as :func:`build_config`.
+        hp: hyperparameters with ``plate_input_size`` > 0.
+
+    Returns:
+        mmengine.Config ready for ``Runner.from_cfg``.
+
+    Raises:
+        ValueError: ``hp.plate_input_size`` is 0 (no plate detector asked for).
+        FileNotFoundError: the config or a split's COCO file is missing.
+    """
+    if not hp.plate_input_size:
+        raise ValueError("build_plate_config: hp.plate_input_size is 0 (the one-detector design trains no plates)")
+    cfg = _load_config(PLATE_CONFIG, data_root, work_dir, hp, spec.PLATE_LABELS, num_workers)
+    frame, crop = (hp.plate_input_size, hp.plate_input_size), (hp.input_size, hp.input_size)
+    cfg.input_size = frame
+    for step in cfg.train_dataloader.dataset.pipeline:
+        kind = step.get("type")
+        if kind in ("Resize", "RandomResize"):
+            step["scale"] = frame
+        elif kind == "RandomCrop":
+            step["crop_size"] = crop
+        elif kind == "Pad":
+            step["size"] = crop
+    for loader_name in ("val_dataloader", "test_dataloader"):
+        _set_input_size(cfg[loader_name].dataset.pipeline, frame)
+    _set_schedule(cfg, hp, epochs=hp.plate_epochs, val_interval=hp.plate_epochs, save_best="coco/bbox_mAP_50")
+    return cfg
+
+
+def _load_config(config: str, data_root: Path, work_dir: Path, hp: Hyperparameters, classes, num_workers: int):
+    """Load ``configs/<config>`` (or a path) and set what every ALPR config leaves out but the input size and the
+    schedule: classes and ``num_classes``, data root and annotation files, workers, batch size, seed, work dir,
+    visualizer name and the evaluators' annotation file (see :func:`build_config`)."""
     from mmengine.config import Config
 
     path = Path(config) if Path(config).is_absolute() else CONFIG_DIR / config
@@ -164,17 +230,14 @@ def build_config(
         if not (data_root / "annotations" / f"{split}.json").is_file():
             raise FileNotFoundError(f"{data_root / 'annotations' / f'{split}.json'} missing: not a training version")
     cfg = Config.fromfile(str(path))
-    size = (hp.input_size, hp.input_size)
     cfg.work_dir = str(Path(work_dir).absolute())
     cfg.randomness = dict(seed=hp.seed)
-    cfg.input_size = size
-    cfg.model.bbox_head.num_classes = len(spec.CLASSES)
+    cfg.model.bbox_head.num_classes = len(classes)
     for loader_name, split in (("train_dataloader", "train"), ("val_dataloader", "val"), ("test_dataloader", "val")):
         loader = cfg[loader_name]
-        loader.dataset.metainfo = dict(classes=spec.CLASSES)
+        loader.dataset.metainfo = dict(classes=tuple(classes))
         loader.dataset.data_root = str(data_root) + "/"
         loader.dataset.ann_file = f"annotations/{split}.json"
-        _set_input_size(loader.dataset.pipeline, size)
         loader.num_workers = num_workers
         loader.persistent_workers = num_workers > 0
     cfg.train_dataloader.batch_size = hp.batch_size
@@ -184,7 +247,6 @@ def build_config(
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         for metric in evaluator:
             metric["ann_file"] = str(data_root / "annotations" / "val.json")
-    _set_schedule(cfg, hp)
     return cfg
 
 

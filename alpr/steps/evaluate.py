@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from pathlib import Path
 
 from alpr import storage
+from alpr.model.breakdown import Breakdown, breakdown_from_coco, format_breakdown
 from alpr.model.evaluation import evaluate_checkpoint, select_best, tune_reading
-from alpr.model.inference import write_model_dir
+from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE, PlateReader, write_model_dir
 from alpr.settings import Settings
 from alpr.steps.lineage import CandidatesLineage, ModelLineage, read_lineage
 from alpr.steps.runs import marks_run_failed, open_store
+
+log = logging.getLogger(__name__)
+
+#: The model.json key holding the selected model's val breakdown (:meth:`alpr.model.breakdown.Breakdown.to_json`).
+BREAKDOWN_KEY = "breakdown"
 
 
 @marks_run_failed
@@ -25,10 +33,19 @@ def evaluate_step(
 ) -> ModelLineage:
     """Evaluate every candidate checkpoint on the val split, select one, publish and record it.
 
+    The candidates are the reader's checkpoints, ranked by mmengine's test loop on val; a two-stage Train output
+    (:attr:`CandidatesLineage.plate_detector <alpr.steps.lineage.CandidatesLineage.plate_detector>`) puts its plate
+    detector into the model directory, so the reading settings and the breakdown below are those of both stages.
     Every candidate becomes a ``models`` row with its evaluation; the selected one gets its reading thresholds
     chosen on the val split (:func:`alpr.model.evaluation.tune_reading`; its val reading metrics are those at the
     chosen thresholds), is marked selected and published as a model directory (:mod:`alpr.model.inference`) to
     ``<storage>/runs/<run_name>/model``, which is also copied into ``out_dir``. A failure marks the run failed.
+
+    The selected model then reads val once more at those settings for the breakdown of its metrics by plate width,
+    angle, layout and brightness (:mod:`alpr.model.breakdown`): stored in its ``model.json`` under
+    :data:`BREAKDOWN_KEY`, logged as tables, and summarised in its metrics as ``recall`` (found plates / plates) and
+    ``recall_width_<bucket>`` (:meth:`~alpr.model.breakdown.Breakdown.scalars`: ``lt5``, ``5_10``, ``10_20``,
+    ``ge20``; NaN for a bucket val has no plate in).
 
     Args:
         data_root: Record's folder (its val split is used).
@@ -61,8 +78,18 @@ def evaluate_step(
         "val_metrics": results[best],
         "selection_metric": selection_metric,
     }
-    write_model_dir(out_dir, config_path, candidates_dir / best, meta)
+    plate = candidates_dir / trained.plate_detector if trained.plate_detector else None
+    write_model_dir(
+        out_dir,
+        config_path,
+        candidates_dir / best,
+        meta,
+        plate_detector=None if plate is None else (plate / CONFIG_FILE, plate / CHECKPOINT_FILE),
+    )
     _, tuned = tune_reading(out_dir, data_root, "val")
+    breakdown = val_breakdown(out_dir, data_root, "val")
+    if breakdown is not None:
+        tuned = {**tuned, "recall": breakdown.overall["recall"], **breakdown.scalars(("recall",), "width")}
     results[best] = {**results[best], **tuned}
     with store.transaction() as tx:
         ids = {}
@@ -91,6 +118,36 @@ def evaluate_step(
     )
     lineage.write(out_dir)
     return lineage
+
+
+def val_breakdown(model_dir: Path, data_root: Path, split: str = "val") -> Breakdown | None:
+    """Read ``split`` with the model directory's reader (its chosen settings) and store the breakdown of the
+    readings in its ``model.json`` under :data:`BREAKDOWN_KEY`; log it.
+
+    Args:
+        model_dir: a model directory whose ``model.json`` is updated.
+        data_root: a COCO training version folder (``annotations/<split>.json``, ``images/``).
+        split: the split read.
+
+    Returns:
+        the breakdown, or None when the split has no images (``model.json`` is then left as it is).
+
+    Raises:
+        FileNotFoundError: the split's annotation file is missing. ValueError: an image cannot be read.
+    """
+    model_dir, data_root = Path(model_dir), Path(data_root)
+    ann = data_root / "annotations" / f"{split}.json"
+    images = json.loads(ann.read_text(encoding="utf-8"))["images"]
+    if not images:
+        return None
+    readings = PlateReader(model_dir).read_files([data_root / img["file_name"] for img in images])
+    breakdown = breakdown_from_coco(ann, data_root, readings)
+    meta_path = model_dir / METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    meta[BREAKDOWN_KEY] = {"split": split, **breakdown.to_json()}
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    log.info("%s breakdown of %s:\n%s", split, model_dir, format_breakdown(breakdown))
+    return breakdown
 
 
 def _epoch_of(checkpoint: str) -> int | None:

@@ -59,12 +59,20 @@ class _Lineage:
     def from_dict(cls: type[L], data: dict[str, Any], source: str = "lineage") -> L:
         """The record of ``data`` (a ``lineage.json`` object).
 
+        A field with a default (one added after files were written, e.g. ``plate_detector``) may be missing; it then
+        takes its default.
+
         Raises:
-            LineageError: a field of the record is missing in ``data``, or ``data`` has a key that is not one;
-                the message names ``source`` (the file) and the fields.
+            LineageError: a field without a default is missing in ``data``, or ``data`` has a key that is not a
+                field; the message names ``source`` (the file) and the fields.
         """
         keys = cls.field_names()
-        missing, unknown = sorted(keys - set(data)), sorted(set(data) - keys)
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing, unknown = sorted(required - set(data)), sorted(set(data) - keys)
         if missing or unknown:
             problems = []
             if missing:
@@ -74,7 +82,7 @@ class _Lineage:
             raise LineageError(
                 f"{source}: {'; '.join(problems)}: not a {cls.__name__} (the lineage {cls.WRITTEN_BY} writes)"
             )
-        return cls(**{k: data[k] for k in keys})
+        return cls(**{k: data[k] for k in keys if k in data})
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,8 @@ class CandidatesLineage(_TrainedLineage):
     Attributes:
         candidates: the candidate checkpoints' file names (beside ``config.py`` in the folder), oldest first.
         val_metrics: the last validation metrics (mmengine names: ``coco/bbox_mAP``, ``plate/eir``, ...).
+        plate_detector: the folder (in the artifact) of the two-stage design's plate detector (``config.py``,
+            ``model.pth``); ``""`` for the one-detector design.
         annotation_version, training_version, git_rev, hyperparameters, config, config_hash, train_uri,
             tensorboard_uri, run_name: what was trained, how, and where it was published.
     """
@@ -156,6 +166,7 @@ class CandidatesLineage(_TrainedLineage):
 
     candidates: list[str]
     val_metrics: dict[str, float]
+    plate_detector: str = ""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from alpr import storage
+from alpr.model.breakdown import breakdown_from_coco
 from alpr.model.evaluation import evaluate_checkpoint
 from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, PlateReader
 from alpr.model.metrics import PlateMetrics
@@ -26,6 +27,12 @@ def test_step(
     """Read the ``split`` images with the selected model, write the HTML report (also published to
     ``<storage>/runs/<run_name>/report``), record the results and mark the run succeeded.
 
+    The metrics are Evaluate's (:func:`alpr.steps.evaluate.evaluate_step`) on this split: PLATE_SPEC's, mAP, and
+    from the breakdown by plate width, angle, layout and brightness (:func:`alpr.model.breakdown.breakdown_from_coco`,
+    shown in the report and written beside it as :data:`alpr.model.report.BREAKDOWN_FILE`) ``recall`` and
+    ``recall_width_<bucket>`` (``lt5``, ``5_10``, ``10_20``, ``ge20``; NaN for a bucket without plates). The
+    report's folder also holds the character confusion matrix (:data:`alpr.model.report.CONFUSION_FILE`).
+
     Args:
         data_root: Record's folder.
         model_dir: Evaluate's folder (a :class:`~alpr.steps.lineage.ModelLineage`).
@@ -34,15 +41,16 @@ def test_step(
         split: the split read.
 
     Returns:
-        the metrics (EIR, plate precision, character accuracy, mAP, mAP@0.5), image counts, the report's path and
-        storage URI.
+        the metrics (EIR, plate precision, character accuracy, mAP, mAP@0.5, recall, recall per plate-width
+        bucket), image counts, the report's path and storage URI.
 
     Raises:
         FileNotFoundError, alpr.steps.lineage.LineageError: ``model_dir`` is not Evaluate's output.
     """
     model_dir, data_root = Path(model_dir), Path(data_root)
     lineage = read_lineage(model_dir, ModelLineage)
-    images = json.loads((data_root / "annotations" / f"{split}.json").read_text())["images"]
+    annotations = data_root / "annotations" / f"{split}.json"
+    images = json.loads(annotations.read_text())["images"]
     reader = PlateReader(model_dir)
     paths = [data_root / img["file_name"] for img in images]
     readings = reader.read_files(paths) if paths else []
@@ -61,10 +69,13 @@ def test_step(
     detection = (
         evaluate_checkpoint(model_dir / CONFIG_FILE, model_dir / CHECKPOINT_FILE, data_root, split) if images else {}
     )
+    breakdown = breakdown_from_coco(annotations, data_root, readings) if images else None
     metrics = {
         **{k: detection[k] for k in ("mAP", "mAP_50") if k in detection},
         **{k: float(reading_metrics[k]) for k in ("eir", "plate_precision", "char_accuracy")},
     }
+    if breakdown is not None:  # the figures Evaluate adds to its val metrics, on this split
+        metrics = {**metrics, "recall": breakdown.overall["recall"], **breakdown.scalars(("recall",), "width")}
     shown = lineage.to_dict()
     report = write_report(
         Path(report_dir),
@@ -72,6 +83,7 @@ def test_step(
         finite_metrics(metrics),
         title=f"ALPR test report — {run_name}",
         lineage={k: shown[k] for k in REPORT_LINEAGE},
+        breakdown=breakdown,
     )
     report_root = storage.open_storage(settings.storage_uri).join("runs", run_name, "report")
     report_uri = storage.publish(Path(report_dir), report_root)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from alpr import storage
-from alpr.model.training import Hyperparameters, build_config, train
+from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, PLATE_DETECTOR_DIR
+from alpr.model.training import Hyperparameters, build_config, build_plate_config, train
 from alpr.settings import Settings
 from alpr.steps.lineage import CandidatesLineage, DatasetLineage, read_lineage
 from alpr.steps.runs import marks_run_failed
@@ -60,6 +61,11 @@ def train_step(
     extra_hooks: list[dict] | None = None,
 ) -> CandidatesLineage:
     """Train on the training version in ``data_root``; put candidate checkpoints + config into ``out_dir``.
+
+    With ``hp.plate_input_size`` set (the two-stage design), a plate detector is trained after the reader
+    (:func:`alpr.model.training.build_plate_config`); its best checkpoint by val ``mAP@0.5`` and its config go
+    to ``out_dir/plate_detector/`` (``model.pth``, ``config.py``), and Evaluate puts them into every model
+    directory.
 
     The hyperparameters are checked first (:func:`resolve_hyperparameters`), before any work. The mmengine work
     dir lives in the workspace cache (``<cache>/train/<run_name>``) so that a killed step resumes from its last
@@ -122,6 +128,21 @@ def _train(
     for ckpt in result.checkpoints:
         shutil.copyfile(ckpt, out_dir / ckpt.name)
         candidates.append(ckpt.name)
+    plate_detector = ""
+    if hp.plate_input_size:
+        plate_cfg = build_plate_config(
+            data_root, work_dir.with_name(f"{work_dir.name}.plate"), hp, num_workers=num_workers
+        )
+        plate = train(plate_cfg)
+        best = [c for c in plate.checkpoints if c.name.startswith("best_")] or plate.checkpoints[-1:]
+        if not best:
+            raise RuntimeError(f"plate detector training in {plate.work_dir} saved no checkpoint")
+        plate_dir = out_dir / PLATE_DETECTOR_DIR
+        plate_dir.mkdir(exist_ok=True)
+        shutil.copyfile(plate.config_path, plate_dir / CONFIG_FILE)
+        shutil.copyfile(best[-1], plate_dir / CHECKPOINT_FILE)
+        plate_detector = PLATE_DETECTOR_DIR
+        log.info("plate detector %s (val %s)", best[-1].name, plate.val_metrics)
     store = storage.open_storage(settings.storage_uri)
     train_uri = store.join("runs", run_name, "train")
     storage.publish(out_dir, train_uri)
@@ -141,6 +162,7 @@ def _train(
         tensorboard_uri=tb_uri,
         val_metrics=result.val_metrics,
         run_name=run_name,
+        plate_detector=plate_detector,
     )
     lineage.write(out_dir)
     return lineage

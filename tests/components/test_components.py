@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_HP
-from kfp.dsl import HTML, Dataset, Markdown, Metrics, Model
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from alpr.data.synth import synthesize
 from alpr.data.versions import register_annotation_version
 from alpr.metadata import MetadataStore
+from alpr.model.report import CONFUSION_FILE, MISSING, ConfusionMatrix
 from alpr.settings import Settings
 from components.deploy import deploy
 from components.evaluate import evaluate
@@ -76,6 +77,8 @@ def test_train(workspace, artifacts):
         config="rtmdet_tiny_alpr.py",
         weight_decay=0.05,
         seed=0,
+        plate_input_size=0,
+        plate_epochs=1,
         model=model,
         metrics=metrics,
         **TINY_HP,
@@ -97,7 +100,10 @@ def test_evaluate(workspace, artifacts):
         selected_model=selected,
         metrics=metrics,
     )
-    assert {"val_eir", "val_mAP", "val_char_accuracy"} <= set(metrics.metadata)
+    assert {"val_eir", "val_mAP", "val_char_accuracy", "val_recall"} <= set(metrics.metadata)
+    breakdown = json.loads((Path(selected.path) / "model.json").read_text())["breakdown"]
+    assert breakdown["split"] == "val" and set(breakdown["groups"]) == {"width", "angle", "layout", "brightness"}
+    assert breakdown["overall"]["n_truth"] == sum(row["n_truth"] for row in breakdown["groups"]["width"].values())
     for name in ("config.py", "model.pth", "model.json"):
         assert (Path(selected.path) / name).is_file()
         assert (Path(selected.metadata["model_uri"]) / name).is_file()
@@ -107,21 +113,42 @@ def test_evaluate(workspace, artifacts):
     assert len(store.models_of_training_version(artifacts["dataset"].metadata["training_version"])) >= 2
 
 
-def test_test(workspace, artifacts):
+def test_test(workspace, artifacts, tmp_path):
     report, metrics = artifacts["report"], artifacts["test_metrics"]
+    confusion = ClassificationMetrics(name="confusion_matrix", uri=str(tmp_path / "confusion_matrix"))
     test_component.python_func(
-        dataset=artifacts["dataset"], model=artifacts["selected"], run_name=RUN, report=report, metrics=metrics
+        dataset=artifacts["dataset"],
+        model=artifacts["selected"],
+        run_name=RUN,
+        report=report,
+        metrics=metrics,
+        confusion_matrix=confusion,
     )
     html = Path(report.path).read_text()
     assert "ALPR test report" in html and 'src="data:image/jpeg;base64,' in html
-    assert (Path(report.path + "_files") / "index.html").is_file()
+    assert 'src="images/' not in html  # every picture inlined (once: see tests/unit/model/test_report.py)
+    assert '<table class="confusion">' in html and 'class="breakdown breakdown-width"' in html
+    report_dir = Path(report.path + "_files")
+    assert (report_dir / "index.html").is_file()
     assert (Path(report.metadata["report_uri"]) / "index.html").is_file()  # published to storage too
-    assert {"test_eir", "test_plate_precision", "test_char_accuracy", "test_mAP"} <= set(metrics.metadata)
+    assert {"test_eir", "test_plate_precision", "test_char_accuracy", "test_mAP", "test_recall"} <= set(
+        metrics.metadata
+    )
+    # The character confusion matrix as KFP draws it: 0-9, A-E and the missing symbol, rows = truth.
+    cm = confusion.metadata["confusionMatrix"]
+    names = [spec["displayName"] for spec in cm["annotationSpecs"]]
+    assert names == [*"0123456789ABCDE", MISSING]
+    assert [row["row"] for row in cm["rows"]] == [
+        list(r) for r in ConfusionMatrix.read(report_dir / CONFUSION_FILE).counts
+    ]
     store = MetadataStore(workspace.db_url)
     model_id = artifacts["selected"].metadata["model_id"]
     rows = store.test_results(model_id)
     n_test = json.loads((Path(artifacts["dataset"].path) / "annotations" / "test.json").read_text())["images"]
     assert len(rows) == len(n_test) == report.metadata["images"]
+    # Every ground-truth character of the test split is a row of the matrix.
+    n_chars = sum(len(p["text"]) for img in n_test for p in img.get("plates", []))
+    assert sum(sum(row["row"]) for row in cm["rows"][:-1]) == n_chars
     assert store.get_run(RUN)["status"] == "succeeded"
 
 
@@ -202,6 +229,8 @@ def test_a_failing_step_marks_its_run_failed(workspace, tmp_path):
             config="no_such_config.py",
             weight_decay=0.05,
             seed=0,
+            plate_input_size=0,
+            plate_epochs=1,
             model=Model(name="m", uri=str(tmp_path / "m")),
             metrics=Metrics(name="x", uri=str(tmp_path / "x")),
             **TINY_HP,

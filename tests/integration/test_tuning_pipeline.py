@@ -97,6 +97,8 @@ def test_train_refuses_an_override_that_is_not_hyperparameters(tmp_path):
             weight_decay=0.05,
             val_interval=1,
             seed=0,
+            plate_input_size=0,
+            plate_epochs=1,
             model=Model(uri=str(tmp_path / "m")),
             metrics=Metrics(uri=str(tmp_path / "x")),
             hp_override='{"momentum": 0.9}',

@@ -1,6 +1,7 @@
 """Bootstrapping a new workspace (alpr.data.bootstrap): a few synthetic plates registered once as the first
 annotation version, over real git, DVC and the metadata store (SQLite, and MariaDB when the ``mysql`` tests run)."""
 
+import json
 from pathlib import Path
 
 import git
@@ -74,3 +75,17 @@ def test_a_complete_draw_is_not_redrawn(tmp_path):
     drawn = {p.name: p.stat().st_mtime_ns for p in _folder(settings).iterdir()}
     assert bootstrap(settings, N, progress=False) is True
     assert {p.name: p.stat().st_mtime_ns for p in _folder(settings).iterdir()} == drawn
+
+
+def test_bootstrap_draws_the_conditions_asked_for(tmp_path):
+    from alpr.data.synth import ROAD
+
+    settings = Settings(workspace=tmp_path / "ws")
+    with pytest.raises(ValueError, match="unknown synthetic conditions 'rainy'.*classic, road"):
+        bootstrap(settings, 2, conditions="rainy", progress=False)
+    assert not _folder(settings).exists()  # nothing drawn
+    assert bootstrap(settings, 2, conditions="road", progress=False) is True
+    for path in _folder(settings).glob("*.json"):
+        doc = json.loads(path.read_text())
+        assert (doc["imageWidth"], doc["imageHeight"]) in ROAD.frame_sizes
+    assert "road conditions" in MetadataStore(settings.db_url).get_annotation_version(BOOTSTRAP_VERSION)["description"]

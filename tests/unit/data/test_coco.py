@@ -196,10 +196,33 @@ def test_to_coco_structure(files):
 def test_to_cocoground_truth_plates(files):
     images = to_coco(files[:2])["images"]
     assert images[0]["plates"] == [
-        {"box": [10.0, 10.0, 94.0, 30.0], "text": "12A3456", "layout": "one_line"},
-        {"box": [120.0, 50.0, 180.0, 94.0], "text": "78B9012", "layout": "two_line"},
+        {
+            "box": [10.0, 10.0, 94.0, 30.0],
+            "text": "12A3456",
+            "layout": "one_line",
+            "points": [[10.0, 10.0], [94.0, 10.0], [94.0, 30.0], [10.0, 30.0]],
+        },
+        {  # a rectangle shape: its 4 corners, clockwise from the top-left
+            "box": [120.0, 50.0, 180.0, 94.0],
+            "text": "78B9012",
+            "layout": "two_line",
+            "points": [[120.0, 50.0], [180.0, 50.0], [180.0, 94.0], [120.0, 94.0]],
+        },
     ]
-    assert images[1]["plates"] == [{"box": [0.0, 0.0, 100.0, 60.0], "text": "3", "layout": "one_line"}]
+    assert images[1]["plates"] == [
+        {"box": [0.0, 0.0, 100.0, 60.0], "text": "3", "layout": "one_line", "points": [[0, 0], [100, 0], [0, 60]]}
+    ]
+
+
+def test_ground_truth_plate_outlines_follow_the_file_order_and_are_rounded(tmp_path):
+    # The two-line plate is listed first; a polygon outline with 5 points and long decimals.
+    outline = [(10.123456, 10.0), (93.987654, 11.5), (95.0, 20.0), (94.0, 31.0), (9.5, 30.25)]
+    shapes = two_line_plate("78B9012", 120, 50)
+    shapes += [poly("plate_one_line", *outline)] + one_line_plate("12A3456", 10, 10)[1:]
+    plates = to_coco([make_file(tmp_path, "order", shapes)])["images"][0]["plates"]
+    assert [p["text"] for p in plates] == ["78B9012", "12A3456"]
+    assert plates[1]["points"] == [[10.12, 10.0], [93.99, 11.5], [95.0, 20.0], [94.0, 31.0], [9.5, 30.25]]
+    json.dumps(plates, allow_nan=False)
 
 
 def test_legacy_labels_reach_coco_normalised(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -363,3 +365,325 @@ def test_face_replay_names_the_face_of_every_drawn_plate() -> None:
         assert len(faces) == n_plates >= 1
         assert set(faces) <= known
         assert synth._random_stroke is stroke
+
+
+# ------------------------------------------------------------------------------------------------ road conditions
+
+ROAD_SEED = 3
+ROAD_INDICES = range(30)
+
+
+@pytest.fixture(scope="module")
+def road_samples() -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """ROAD samples shared by the road tests."""
+    return [synth.render_sample(index, ROAD_SEED, conditions=synth.ROAD) for index in ROAD_INDICES]
+
+
+def _width_fraction(plate: dict[str, Any], labelme: dict[str, Any]) -> float:
+    """The plate's bounding-box width over the frame width (what alpr.model.breakdown buckets)."""
+    xs = [x for x, _ in plate["points"]]
+    return (max(xs) - min(xs)) / labelme["imageWidth"]
+
+
+def _edge_lengths(points: list[list[float]]) -> tuple[float, float, float, float]:
+    """Lengths of a quad's top, right, bottom and left edges (points TL, TR, BR, BL)."""
+    tl, tr, br, bl = np.asarray(points, dtype=float)
+    return tuple(float(np.linalg.norm(b - a)) for a, b in ((tl, tr), (tr, br), (br, bl), (bl, tl)))
+
+
+def test_classic_is_the_default_and_built_from_the_constants() -> None:
+    assert synth.Conditions() == synth.CLASSIC
+    classic = synth.CLASSIC
+    assert classic.long_side == synth.IMAGE_LONG_SIDE and classic.aspects == synth.IMAGE_ASPECTS
+    assert classic.frame_sizes == () and classic.jpeg_quality == synth.JPEG_QUALITY
+    assert dict(classic.plate_width) == synth.PLATE_WIDTH_FRACTION and not classic.log_uniform_width
+    assert classic.plate_count_weights == (1 - synth.TWO_PLATES_PROBABILITY, synth.TWO_PLATES_PROBABILITY)
+    assert (classic.max_corner_jitter, classic.max_rotation_deg) == (synth.MAX_CORNER_JITTER, synth.MAX_ROTATION_DEG)
+    assert (classic.projection, classic.photometry) == ("jitter", "classic")
+    assert (classic.night_probability, classic.overexposure_probability, classic.occlusion_probability) == (0, 0, 0)
+    for index in range(3):
+        image, labelme = synth.render_sample(index, SEED)
+        same_image, same_labelme = synth.render_sample(index, SEED, conditions=synth.CLASSIC)
+        assert image.tobytes() == same_image.tobytes() and labelme == same_labelme
+
+
+def test_road_frames_have_camera_sizes(road_samples: list[tuple[np.ndarray, dict[str, Any]]]) -> None:
+    sizes = set()
+    for image, labelme in road_samples:
+        height, width = image.shape[:2]
+        assert (labelme["imageWidth"], labelme["imageHeight"]) == (width, height)
+        assert (width, height) in synth.ROAD.frame_sizes
+        assert 640 <= width <= 1920 and 480 <= height <= 1080
+        assert width * 3 == height * 4 or width * 9 == height * 16
+        sizes.add((width, height))
+    assert len(sizes) >= 5  # drawn from the whole set
+    assert {s[0] * 3 == s[1] * 4 for s in sizes} == {True, False}  # both aspects
+
+
+def test_road_plate_widths_span_the_range_skewed_small(road_samples: list[tuple[np.ndarray, dict[str, Any]]]) -> None:
+    fractions = np.array([_width_fraction(p, lm) for _, lm in road_samples for p in _plates(lm)])
+    assert fractions.min() >= 0.03 - 1e-3 and fractions.max() <= 0.45 + 1e-3
+    assert fractions.min() < 0.05 and fractions.max() > 0.25
+    assert np.mean(fractions < 0.15) > 0.45  # log-uniform: P(< 15 %) = ln 5 / ln 15 = 0.59
+    assert np.mean(fractions < 0.15) > np.mean(fractions >= 0.3)
+
+
+def test_road_frames_hold_up_to_four_plates(road_samples: list[tuple[np.ndarray, dict[str, Any]]]) -> None:
+    counts = []
+    for _, labelme in road_samples:
+        plates = _plates(labelme)
+        assert 1 <= len(plates) <= synth.ROAD.max_plates() == 4
+        assert sorted(p["group_id"] for p in plates) == list(range(len(plates)))
+        assert len(labelme["shapes"]) == 8 * len(plates)
+        boxes = [np.asarray(p["points"]) for p in plates]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                apart_x = a[:, 0].max() < b[:, 0].min() or b[:, 0].max() < a[:, 0].min()
+                apart_y = a[:, 1].max() < b[:, 1].min() or b[:, 1].max() < a[:, 1].min()
+                assert apart_x or apart_y
+        counts.append(len(plates))
+    assert max(counts) >= 3 and min(counts) == 1
+
+
+def test_road_labels_are_exact(road_samples: list[tuple[np.ndarray, dict[str, Any]]]) -> None:
+    """Every character polygon lies inside its plate's polygon, in reading order; plate corners run clockwise."""
+    for _, labelme in road_samples:
+        for plate in _plates(labelme):
+            outline = np.asarray(plate["points"], dtype=np.float32)
+            tl, tr, br, bl = outline
+            assert tl[0] < tr[0] and bl[0] < br[0] and tl[1] < bl[1] and tr[1] < br[1]
+            chars = _characters(labelme, plate["group_id"])
+            assert len(chars) == spec.PLATE_LENGTH
+            for char in chars:
+                for x, y in char["points"]:
+                    assert cv2.pointPolygonTest(outline, (float(x), float(y)), True) >= -0.02
+            assert _reading_order(plate, chars) == chars
+
+
+def test_road_samples_pass_the_labelme_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 written ROAD samples load and validate with alpr.data.labelme; the ground-truth reading of each file gives
+    back exactly the plate texts that were drawn, in order."""
+    from alpr.data.labelme import ground_truth_reading, load_labelme, validate_folder
+
+    drawn: list[str] = []
+    draw_text = synth.random_plate_text
+
+    def recording(rng: np.random.Generator) -> str:
+        drawn.append(draw_text(rng))
+        return drawn[-1]
+
+    monkeypatch.setattr(synth, "random_plate_text", recording)
+    paths = synth.synthesize(tmp_path, 30, seed=ROAD_SEED, progress=False, conditions=synth.ROAD)
+    report = validate_folder(tmp_path, progress=False)
+    assert report.ok, report.format()
+    assert report.checked == 30
+    read: list[str] = []
+    for json_path in paths:
+        annotation = load_labelme(json_path)
+        reading = ground_truth_reading(annotation.shapes)
+        assert len(reading["plates"]) == len(annotation.plates()) >= 1
+        read.extend(plate["text"] for plate in reading["plates"])
+    assert read == drawn
+
+
+def test_project_plate_foreshortens_with_yaw_and_pitch() -> None:
+    """The pinhole projection: no pose gives the plate's own rectangle; yaw narrows it and makes its near vertical
+    edge longer than its far one, pitch likewise with the horizontal edges; roll alone only rotates it."""
+    size = spec.PLATE_SIZE_MM["two_line"]
+    aspect = size[0] / size[1]
+
+    def project(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+        return synth._project_plate(size, yaw, pitch, roll, 60.0, 400.0, 1280)
+
+    flat = project()
+    top, right, bottom, left = _edge_lengths(flat.tolist())
+    assert np.ptp(flat[:, 0]) == pytest.approx(400.0)
+    assert top == pytest.approx(bottom) and left == pytest.approx(right) and top / left == pytest.approx(aspect)
+    for yaw in (20.0, -35.0):
+        top, right, bottom, left = _edge_lengths(project(yaw=yaw).tolist())
+        assert abs(right / left - 1.0) > 0.05  # one vertical edge is nearer the camera
+        assert (top + bottom) / (left + right) < 0.95 * aspect  # narrower: foreshortened across
+    _, right_a, _, left_a = _edge_lengths(project(yaw=20.0).tolist())
+    _, right_b, _, left_b = _edge_lengths(project(yaw=-20.0).tolist())
+    assert (right_a > left_a) != (right_b > left_b)  # the sign of the yaw picks the near side
+    top, right, bottom, left = _edge_lengths(project(pitch=25.0).tolist())
+    assert abs(top / bottom - 1.0) > 0.05 and left == pytest.approx(right)
+    assert (top + bottom) / (left + right) > 1.02 * aspect  # shorter: foreshortened up-down
+    rolled = project(roll=12.0)
+    top, right, bottom, left = _edge_lengths(rolled.tolist())
+    assert top == pytest.approx(bottom) and left == pytest.approx(right) and top / left == pytest.approx(aspect)
+    angle = np.degrees(np.arctan2(*(rolled[1] - rolled[0])[::-1]))
+    assert angle == pytest.approx(12.0)
+
+
+def test_road_plates_are_foreshortened_only_by_yaw_and_pitch() -> None:
+    """With yaw and pitch, many drawn plates have unequal opposite edges; without them (roll only) none has."""
+    upright = dataclasses.replace(synth.ROAD, max_yaw_deg=0.0, max_pitch_deg=0.0)
+    ratios = {}
+    for name, conditions in (("posed", synth.ROAD), ("upright", upright)):
+        ratios[name] = []
+        for index in range(12):
+            _, labelme = synth.render_sample(index, ROAD_SEED, conditions=conditions)
+            for plate in _plates(labelme):
+                top, right, bottom, left = _edge_lengths(plate["points"])
+                if min(top, left) > 15:  # 2-decimal rounding is negligible on plates this large
+                    ratios[name].append(max(abs(right / left - 1.0), abs(top / bottom - 1.0)))
+    assert ratios["posed"] and ratios["upright"]
+    assert max(ratios["upright"]) < 0.01
+    assert np.mean(np.array(ratios["posed"]) > 0.02) > 0.3
+
+
+def test_road_samples_are_deterministic(tmp_path: Path) -> None:
+    image_a, labelme_a = synth.render_sample(4, ROAD_SEED, conditions=synth.ROAD)
+    image_b, labelme_b = synth.render_sample(4, ROAD_SEED, conditions=synth.ROAD)
+    assert image_a.tobytes() == image_b.tobytes() and json.dumps(labelme_a) == json.dumps(labelme_b)
+    first = synth.synthesize(tmp_path / "a", 3, seed=2, progress=False, conditions=synth.ROAD)
+    second = synth.synthesize(tmp_path / "b", 2, seed=2, progress=False, conditions=synth.ROAD)
+    for json_path in second:
+        twin = tmp_path / "a" / json_path.name
+        assert json_path.read_bytes() == twin.read_bytes()
+        assert json_path.with_suffix(".jpg").read_bytes() == twin.with_suffix(".jpg").read_bytes()
+    assert len(first) == 3
+
+
+def test_jpeg_quality_comes_from_the_conditions(tmp_path: Path) -> None:
+    low = dataclasses.replace(synth.CLASSIC, jpeg_quality=(10, 10))
+    high = dataclasses.replace(synth.CLASSIC, jpeg_quality=(95, 95))
+    (low_json,) = synth.synthesize(tmp_path / "low", 1, seed=1, progress=False, conditions=low)
+    (high_json,) = synth.synthesize(tmp_path / "high", 1, seed=1, progress=False, conditions=high)
+    assert low_json.read_bytes() == high_json.read_bytes()  # the quality is drawn apart from the picture
+    assert low_json.with_suffix(".jpg").stat().st_size < 0.5 * high_json.with_suffix(".jpg").stat().st_size
+
+
+def _ink_spread(image: np.ndarray, labelme: dict[str, Any], plate: dict[str, Any]) -> float:
+    """Grey-level spread (90th - 10th percentile) inside a plate's character boxes: ink against plate."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    inside = np.zeros(grey.shape, np.uint8)
+    for char in _characters(labelme, plate["group_id"]):
+        cv2.fillPoly(inside, [np.round(np.asarray(char["points"])).astype(np.int32)], 1)
+    values = grey[inside > 0]
+    return float(np.percentile(values, 90) - np.percentile(values, 10))
+
+
+def test_night_and_overexposed_frames_keep_plates_legible() -> None:
+    """Night frames are dark and over-exposed ones washed out and clipped, but the characters of plates of at least
+    10 % of the frame width stay well apart from their plate."""
+    night = dataclasses.replace(synth.ROAD, night_probability=1.0, overexposure_probability=0.0)
+    over = dataclasses.replace(synth.ROAD, night_probability=0.0, overexposure_probability=1.0)
+    spreads = []
+    night_means, over_means, over_clipped = [], [], []
+    for index in range(10):
+        for conditions, means in ((night, night_means), (over, over_means)):
+            image, labelme = synth.render_sample(index, ROAD_SEED, conditions=conditions)
+            grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+            means.append(float(grey.mean()))
+            if conditions is over:
+                over_clipped.append(float((grey >= 250).mean()))
+            spreads += [_ink_spread(image, labelme, p) for p in _plates(labelme) if _width_fraction(p, labelme) >= 0.1]
+    assert max(night_means) < 100 and np.median(over_means) > 150
+    assert np.median(over_clipped) > 0.02
+    assert spreads and min(spreads) > 25
+
+
+def _one_line_plate(width: float, origin: tuple[float, float]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A fronto-parallel one-line plate quad of ``width`` px at ``origin`` and its 7 character boxes."""
+    height = width / 4.7
+    x0, y0 = origin
+    quad = np.array([[x0, y0], [x0 + width, y0], [x0 + width, y0 + height], [x0, y0 + height]], np.float64)
+    char_w, top, bottom = width * 0.1, y0 + 0.12 * height, y0 + 0.88 * height
+    chars = []
+    for i in range(7):
+        left = x0 + width * 0.05 + i * width * 0.13 + (0.05 * width if i >= 3 else 0.0)
+        chars.append(np.array([[left, top], [left + char_w, top], [left + char_w, bottom], [left, bottom]]))
+    return quad, chars
+
+
+def test_occluders_hide_at_most_the_limit_of_any_character() -> None:
+    """An occluder is drawn over the plate, never hiding more than the limit of any character's box (measured
+    from the drawn pixels: the frame starts at -1e6, so a pixel's change gives the occluder's coverage)."""
+    quad, chars = _one_line_plate(420.0, (90.0, 150.0))
+    base = np.full((400, 640, 3), -1e6, np.float32)
+    drawn, worst = 0, []
+    for seed in range(40):
+        image = base.copy()
+        if not synth._occlude(np.random.default_rng(seed), image, quad, chars, 0.3):
+            continue
+        drawn += 1
+        coverage = np.clip((image[..., 0] + 1e6) / 1e6, 0.0, 1.0)
+        for box in chars:
+            inside = np.zeros(coverage.shape, np.uint8)
+            cv2.fillPoly(inside, [np.round(box).astype(np.int32)], 1)
+            worst.append(float(coverage[inside > 0].mean()))
+    assert drawn >= 30
+    assert max(worst) <= 0.3 + 0.02
+    assert max(worst) > 0.15  # the limit is approached: the check is not vacuous
+
+
+def test_road_occlusion_keeps_every_character_labelled() -> None:
+    always = dataclasses.replace(synth.ROAD, occlusion_probability=1.0)
+    for index in range(6):
+        image, labelme = synth.render_sample(index, ROAD_SEED, conditions=always)
+        plates = _plates(labelme)
+        assert len(labelme["shapes"]) == 8 * len(plates)
+        for plate in plates:
+            text = "".join(c["label"] for c in _characters(labelme, plate["group_id"]))
+            assert spec.is_valid_text(text)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_yaw_deg": -1.0}, "max_yaw_deg"),
+        ({"max_pitch_deg": 90.0}, "max_pitch_deg"),
+        ({"max_roll_deg": float("nan")}, "max_roll_deg"),
+        ({"fov_deg": (float("nan"), 90.0)}, "fov_deg"),
+        ({"long_side": (800, 512)}, "long_side"),
+        ({"aspects": ()}, "aspects"),
+        ({"frame_sizes": ((640,),)}, "frame_sizes"),
+        ({"plate_count_weights": (0.5, 0.4)}, "plate_count_weights"),
+        ({"plate_count_weights": ()}, "plate_count_weights"),
+        ({"plate_count_weights": 0.3}, "plate_count_weights"),
+        ({"plate_width": {"one_line": (0.03, 0.45)}}, "plate_width"),
+        ({"plate_width": {"one_line": (0.5, 0.2), "two_line": (0.1, 0.2)}}, "plate_width\\['one_line'\\]"),
+        ({"plate_width": {"one_line": (0.0, 0.2), "two_line": (0.1, 0.2)}}, "plate_width\\['one_line'\\]"),
+        ({"log_uniform_width": 1}, "log_uniform_width"),
+        ({"projection": "fisheye"}, "projection"),
+        ({"photometry": "film"}, "photometry"),
+        ({"night_probability": 0.2}, "night_probability needs photometry='camera'"),
+        ({"defocus_blur_probability": 0.1}, "defocus_blur_probability needs"),
+        ({"photometry": "camera", "night_probability": 0.7, "overexposure_probability": 0.5}, "night_probability"),
+        ({"gaussian_blur_probability": 0.9, "motion_blur_probability": 0.2}, "motion_blur_probability"),
+        ({"occlusion_probability": 1.5}, "occlusion_probability"),
+        ({"max_occluded_fraction": -0.1}, "max_occluded_fraction"),
+        ({"motion_blur_px": (3, 15)}, "motion_blur_px"),
+        ({"motion_blur_px": (3.5, 7)}, "motion_blur_px"),
+        ({"jpeg_quality": (0, 95)}, "jpeg_quality"),
+        ({"jpeg_quality": 80}, "jpeg_quality"),
+        ({"night_gain": (0.5, 0.25)}, "night_gain"),
+        ({"overexposure_haze": (0.1, 0.95)}, "overexposure_haze"),
+    ],
+)
+def test_conditions_reject_bad_fields(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=f"Conditions.{field}"):
+        synth.Conditions(**kwargs)
+
+
+def test_conditions_normalise_sequences_and_render_sample_checks_the_type(tmp_path: Path) -> None:
+    conditions = synth.Conditions(long_side=[600, 700], aspects=[[4, 3]], jpeg_quality=[50, 60])
+    assert conditions.long_side == (600, 700) and conditions.aspects == ((4, 3),)
+    assert conditions.jpeg_quality == (50, 60)
+    assert dataclasses.replace(synth.ROAD) == synth.ROAD
+    assert pickle.loads(pickle.dumps(synth.ROAD)) == synth.ROAD  # e.g. handed to worker processes
+    with pytest.raises(TypeError):
+        synth.ROAD.plate_width["one_line"] = (0.5, 0.6)  # type: ignore[index]  # the presets cannot change
+    with pytest.raises(ValueError, match="conditions"):
+        synth.render_sample(0, 0, conditions="road")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="conditions"):
+        synth.synthesize(tmp_path / "out", 1, progress=False, conditions=None)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+
+
+def test_sources_frame_size_overrides_the_conditions() -> None:
+    sources = synth.Sources(long_side=(1280, 1280), aspects=((16, 9),))
+    image, labelme = synth.render_sample(0, ROAD_SEED, sources=sources, conditions=synth.ROAD)
+    assert image.shape == (720, 1280, 3) and (labelme["imageWidth"], labelme["imageHeight"]) == (1280, 720)

@@ -37,9 +37,20 @@ def test_synth_is_reproducible_from_the_command_line(tmp_path: Path) -> None:
         assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes()
 
 
+def test_synth_draws_road_conditions(tmp_path: Path) -> None:
+    from alpr.data.synth import ROAD
+
+    out = tmp_path / "road"
+    assert main(["synth", "--out", str(out), "--n", "2", "--seed", "3", "--conditions", "road", "--no-progress"]) == 0
+    for json_path in sorted(out.glob("*.json")):
+        labelme = json.loads(json_path.read_text(encoding="utf-8"))
+        assert (labelme["imageWidth"], labelme["imageHeight"]) in ROAD.frame_sizes
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
+        (["synth", "--n", "1", "--conditions", "rainy"], "rainy"),
         (["synth", "--n", "1", "--layouts", "three_line"], "three_line"),
         (["synth", "--n", "-2"], "-2"),
         (["synth", "--n", "many"], "many"),

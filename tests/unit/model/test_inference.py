@@ -201,3 +201,75 @@ def test_reader_pads_to_the_stride_not_to_a_square(reader):
     finally:
         reader.pad_to_stride = True
         reader._pipelines.clear()
+
+
+# ------------------------------------------------------------------------------------------------ two stages
+
+
+def test_two_stage_model_dir(tiny_two_stage_model_dir, tiny_model_dir):
+    from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, PLATE_DETECTOR_DIR
+
+    plate_dir = tiny_two_stage_model_dir / PLATE_DETECTOR_DIR
+    assert (plate_dir / CONFIG_FILE).is_file() and (plate_dir / CHECKPOINT_FILE).is_file()
+    assert json.loads((tiny_two_stage_model_dir / METADATA_FILE).read_text())["two_stage"] is True
+    assert json.loads((tiny_model_dir / METADATA_FILE).read_text())["two_stage"] is False
+    import torch
+
+    slim = torch.load(str(plate_dir / CHECKPOINT_FILE), weights_only=True)
+    assert slim["meta"]["dataset_meta"]["classes"] == list(spec.PLATE_LABELS)
+
+
+def test_two_stage_reader_reads_every_plate_from_its_crop(tiny_two_stage_model_dir, tiny_coco, monkeypatch):
+    reader = PlateReader(tiny_two_stage_model_dir, plate_score_thr=0.0)
+    assert reader.two_stage and reader.plate_input_size == 256 and reader.input_size == 128
+    calls = []
+    run = reader._run
+
+    def spy(images, size=0, model=None):
+        out = run(images, size, model)
+        calls.append((model is reader.plate_model, len(images), out))
+        return out
+
+    monkeypatch.setattr(reader, "_run", spy)
+    img = cv2.imread(str(next((tiny_coco / "images").glob("*.jpg"))))
+    (dets,) = reader.detect([img], zoom_below_px=0)
+    (first_is_plates, n_frames, (plates,)), (crops_by_reader, n_crops, _) = calls
+    assert first_is_plates and n_frames == 1 and not crops_by_reader
+    plate_ids = {spec.class_id(label) for label in spec.PLATE_LABELS}
+    assert set(plates[1].tolist()) <= plate_ids  # plate detector labels mapped into spec.CLASSES
+    assert n_crops == int((plates[2] >= 0.0).sum())  # every plate, whatever zoom_below_px
+    (reading,) = reader.read([img])
+    check_reading(reading)
+    assert set(dets[1][dets[1] >= len(spec.CHARACTERS)].tolist()) <= plate_ids
+
+
+def test_two_stage_reader_without_plates_reads_nothing(tiny_two_stage_model_dir):
+    reader = PlateReader(tiny_two_stage_model_dir, plate_score_thr=1.01)
+    (reading,) = reader.read([np.full((480, 640, 3), 127, np.uint8)])
+    assert reading == {"plates": []}
+    assert reader.read([]) == []
+
+
+def test_a_plate_detector_of_other_classes_is_refused(tiny_two_stage_model_dir, tiny_model_dir, tmp_path):
+    import shutil
+
+    from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, PLATE_DETECTOR_DIR
+
+    bad = tmp_path / "model"
+    shutil.copytree(tiny_two_stage_model_dir, bad)
+    shutil.copyfile(tiny_model_dir / CHECKPOINT_FILE, bad / PLATE_DETECTOR_DIR / CHECKPOINT_FILE)  # 17 classes
+    shutil.copyfile(tiny_model_dir / CONFIG_FILE, bad / PLATE_DETECTOR_DIR / CONFIG_FILE)
+    with pytest.raises(ModelError, match="plate_detector.*predicts classes"):
+        PlateReader(bad)
+
+
+def test_rewriting_a_model_dir_without_plate_detector_removes_it(tiny_two_stage_model_dir, tiny_training, tmp_path):
+    import shutil
+
+    from alpr.model.inference import PLATE_DETECTOR_DIR, write_model_dir
+
+    out = tmp_path / "model"
+    shutil.copytree(tiny_two_stage_model_dir, out)
+    last = [p for p in tiny_training.checkpoints if p.name.startswith("epoch_")][-1]
+    write_model_dir(out, tiny_training.config_path, last, {})
+    assert not (out / PLATE_DETECTOR_DIR).exists() and not PlateReader(out).two_stage

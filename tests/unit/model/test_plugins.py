@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from alpr import spec
@@ -65,3 +66,75 @@ def test_metric_without_detections(tmp_path):
     metric.process({}, [empty])
     result = metric.compute_metrics(metric.results)
     assert result["eir"] == 0.0 and result["char_accuracy"] == 0.0 and math.isnan(result["plate_precision"])
+
+
+# --------------------------------------------------------------------------------------------- PlateZoomCrop
+
+
+def _crop_results(boxes, labels, hw=(720, 1280)):
+    from mmdet.structures.bbox import HorizontalBoxes
+
+    img = np.zeros((*hw, 3), np.uint8)
+    return {
+        "img": img,
+        "img_shape": hw,
+        "gt_bboxes": HorizontalBoxes(np.array(boxes, np.float32).reshape(-1, 4)),
+        "gt_bboxes_labels": np.array([spec.class_id(c) for c in labels], np.int64),
+        "gt_ignore_flags": np.zeros(len(labels), bool),
+    }
+
+
+def test_plate_zoom_crop_centres_a_plate_and_moves_its_boxes():
+    from alpr.model.plugins import PlateZoomCrop
+
+    np.random.seed(0)
+    boxes = [[600, 400, 700, 430], [610, 405, 620, 425], [100, 100, 120, 120]]
+    out = PlateZoomCrop(prob=1.0, shift=0.0, margin_range=(0.5, 0.5), height_range=(3.0, 3.0))(
+        _crop_results(boxes, ["plate_one_line", "1", "2"])
+    )
+    assert out["img"].shape[:2] == out["img_shape"] == (113, 200)  # 2 plate widths x 9/16 of that (rounded out)
+    got = out["gt_bboxes"].tensor.numpy()
+    assert np.allclose(got[0], [50, 42, 150, 72]) and np.allclose(got[1], [60, 47, 70, 67])
+    assert list(out["gt_bboxes_labels"]) == [spec.class_id("plate_one_line"), spec.class_id("1")]  # "2" is outside
+    assert len(out["gt_ignore_flags"]) == 2
+
+
+def test_plate_zoom_crop_drops_boxes_mostly_cut_off():
+    from alpr.model.plugins import PlateZoomCrop
+
+    np.random.seed(0)
+    # The crop spans x 550-750; a character at 740-770 keeps a third of its area: dropped; one at 545-575 keeps 5/6.
+    boxes = [[600, 400, 700, 430], [740, 405, 770, 425], [545, 405, 575, 425]]
+    out = PlateZoomCrop(prob=1.0, shift=0.0, margin_range=(0.5, 0.5), height_range=(3.0, 3.0))(
+        _crop_results(boxes, ["plate_one_line", "1", "2"])
+    )
+    assert [spec.CLASSES[i] for i in out["gt_bboxes_labels"]] == ["plate_one_line", "2"]
+    assert np.allclose(out["gt_bboxes"].tensor.numpy()[1], [0, 47, 25, 67])
+
+
+def test_plate_zoom_crop_leaves_images_without_a_readable_plate():
+    from alpr.model.plugins import PlateZoomCrop
+
+    results = _crop_results([[600, 400, 620, 405], [10, 10, 20, 30]], ["plate_one_line", "3"])
+    out = PlateZoomCrop(prob=1.0, min_plate_px=24)(results)
+    assert out["img"].shape[:2] == (720, 1280) and len(out["gt_bboxes_labels"]) == 2
+    empty = PlateZoomCrop(prob=1.0)(_crop_results([], []))
+    assert empty["img"].shape[:2] == (720, 1280) and len(empty["gt_bboxes_labels"]) == 0
+    never = PlateZoomCrop(prob=0.0)(_crop_results([[600, 400, 700, 430]], ["plate_one_line"]))
+    assert never["img"].shape[:2] == (720, 1280)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"prob": 1.5}, "prob"),
+        ({"margin_range": (0.7, 0.3)}, "margin_range"),
+        ({"height_range": (-1.0, 2.0)}, "height_range"),
+        ({"min_visible": 2.0}, "min_visible"),
+    ],
+)
+def test_plate_zoom_crop_rejects_bad_parameters(kwargs, field):
+    from alpr.model.plugins import PlateZoomCrop
+
+    with pytest.raises(ValueError, match=field):
+        PlateZoomCrop(**kwargs)

@@ -65,6 +65,6 @@ def test_trains_output_is_not_evaluates_and_the_error_names_the_file(settings, t
         _test(settings, tmp_path, folder)
     assert "not a ModelLineage (the lineage Evaluate writes)" in str(exc.value)
     assert "missing field(s)" in str(exc.value) and "model_id" in str(exc.value)
-    assert "unknown field(s) val_metrics" in str(exc.value)
+    assert "unknown field(s)" in str(exc.value) and "val_metrics" in str(exc.value)
     assert _run(settings)["status"] == "failed"
     assert not (tmp_path / "report").exists()

@@ -16,6 +16,8 @@ GIVEN = {
     "weight_decay": 0.05,
     "val_interval": 1,
     "seed": 0,
+    "plate_input_size": 0,
+    "plate_epochs": 1,
 }
 
 
