@@ -67,6 +67,33 @@ def evaluate_checkpoint(
     return metrics
 
 
+def reading_metrics(model_dir: Path, data_root: Path, split: str = "val") -> dict[str, float]:
+    """Read ``split`` with the model directory as it serves (:class:`alpr.model.inference.PlateReader`: both stages
+    of a two-stage model, its reading settings) and return the PLATE_SPEC reading metrics.
+
+    Evaluate ranks a two-stage model's candidates with it: mmengine's test loop runs the reader alone over whole
+    frames, which says little about how it reads the crops the plate detector gives it.
+
+    Returns:
+        ``eir``, ``plate_precision``, ``char_accuracy`` (NaN where undefined); empty when the split has no images.
+
+    Raises:
+        FileNotFoundError: the split's annotation file is missing. ValueError: an image cannot be decoded.
+    """
+    data_root = Path(data_root)
+    images = json.loads((data_root / "annotations" / f"{split}.json").read_text())["images"]
+    if not images:
+        return {}
+    readings = PlateReader(Path(model_dir)).read_files([data_root / img["file_name"] for img in images])
+    acc = PlateMetrics()
+    for img, reading in zip(images, readings):
+        acc.add(img.get("plates", []), reading)
+    res = acc.result()
+    metrics = {k: float(res[k]) for k in ("eir", "plate_precision", "char_accuracy")}
+    log.info("%s read on %s: %s", Path(model_dir).name, split, metrics)
+    return metrics
+
+
 def select_best(results: dict[str, dict[str, float]], metric: str = "eir") -> str:
     """Return the key of ``results`` (checkpoint → metrics) with the highest ``metric``.
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tempfile
 from pathlib import Path
 
 from alpr import storage
 from alpr.model.breakdown import Breakdown, breakdown_from_coco, format_breakdown
-from alpr.model.evaluation import evaluate_checkpoint, select_best, tune_reading
+from alpr.model.evaluation import evaluate_checkpoint, reading_metrics, select_best, tune_reading
 from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE, PlateReader, write_model_dir
 from alpr.settings import Settings
 from alpr.steps.lineage import CandidatesLineage, ModelLineage, read_lineage
@@ -33,9 +34,12 @@ def evaluate_step(
 ) -> ModelLineage:
     """Evaluate every candidate checkpoint on the val split, select one, publish and record it.
 
-    The candidates are the reader's checkpoints, ranked by mmengine's test loop on val; a two-stage Train output
-    (:attr:`CandidatesLineage.plate_detector <alpr.steps.lineage.CandidatesLineage.plate_detector>`) puts its plate
-    detector into the model directory, so the reading settings and the breakdown below are those of both stages.
+    The candidates are the reader's checkpoints, evaluated on val by mmengine's test loop (COCO mAP; the reading
+    metrics of one detector). A two-stage Train output (:attr:`CandidatesLineage.plate_detector
+    <alpr.steps.lineage.CandidatesLineage.plate_detector>`) puts its plate detector into every candidate's model
+    directory, and the candidates' reading metrics are those of both stages
+    (:func:`alpr.model.evaluation.reading_metrics`), so the selection, the reading settings and the breakdown below
+    are those of the model that serves.
     Every candidate becomes a ``models`` row with its evaluation; the selected one gets its reading thresholds
     chosen on the val split (:func:`alpr.model.evaluation.tune_reading`; its val reading metrics are those at the
     chosen thresholds), is marked selected and published as a model directory (:mod:`alpr.model.inference`) to
@@ -68,6 +72,14 @@ def evaluate_step(
     results = {
         name: evaluate_checkpoint(config_path, candidates_dir / name, data_root, "val") for name in trained.candidates
     }
+    plate = candidates_dir / trained.plate_detector if trained.plate_detector else None
+    plate_files = None if plate is None else (plate / CONFIG_FILE, plate / CHECKPOINT_FILE)
+    if plate_files is not None:
+        # Two stages: rank the reader's checkpoints by how the model reads with them (plate detector + crops).
+        for name in trained.candidates:
+            with tempfile.TemporaryDirectory(prefix="alpr-candidate-") as tmp:
+                model_dir = write_model_dir(Path(tmp) / "model", config_path, candidates_dir / name, {}, plate_files)
+                results[name] = {**results[name], **reading_metrics(model_dir, data_root, "val")}
     best = select_best(results, selection_metric)
     store = open_store(settings)
     model_uri = storage.open_storage(settings.storage_uri).join("runs", run_name, "model")
@@ -78,14 +90,7 @@ def evaluate_step(
         "val_metrics": results[best],
         "selection_metric": selection_metric,
     }
-    plate = candidates_dir / trained.plate_detector if trained.plate_detector else None
-    write_model_dir(
-        out_dir,
-        config_path,
-        candidates_dir / best,
-        meta,
-        plate_detector=None if plate is None else (plate / CONFIG_FILE, plate / CHECKPOINT_FILE),
-    )
+    write_model_dir(out_dir, config_path, candidates_dir / best, meta, plate_detector=plate_files)
     _, tuned = tune_reading(out_dir, data_root, "val")
     breakdown = val_breakdown(out_dir, data_root, "val")
     if breakdown is not None:

@@ -77,7 +77,7 @@ def test_train(workspace, artifacts):
         config="rtmdet_tiny_alpr.py",
         weight_decay=0.05,
         seed=0,
-        plate_input_size=0,
+        plate_input_size=256,  # the two-stage design: a plate detector at 256 px, trained on 128-px crops
         plate_epochs=1,
         model=model,
         metrics=metrics,
@@ -85,6 +85,10 @@ def test_train(workspace, artifacts):
     )
     assert "epoch_2.pth" in model.metadata["candidates"]
     assert (Path(model.path) / "config.py").is_file()
+    assert model.metadata["plate_detector"] == "plate_detector"
+    for name in ("config.py", "model.pth"):
+        assert (Path(model.path) / "plate_detector" / name).is_file()
+        assert (Path(model.metadata["train_uri"]) / "plate_detector" / name).is_file()
     assert Path(model.metadata["train_uri"], "config.py").is_file()
     assert list(Path(model.metadata["tensorboard_uri"]).rglob("events.out.tfevents.*"))
     assert "plate_eir" in metrics.metadata and "coco_bbox_mAP" in metrics.metadata
@@ -104,9 +108,14 @@ def test_evaluate(workspace, artifacts):
     breakdown = json.loads((Path(selected.path) / "model.json").read_text())["breakdown"]
     assert breakdown["split"] == "val" and set(breakdown["groups"]) == {"width", "angle", "layout", "brightness"}
     assert breakdown["overall"]["n_truth"] == sum(row["n_truth"] for row in breakdown["groups"]["width"].values())
-    for name in ("config.py", "model.pth", "model.json"):
+    for name in ("config.py", "model.pth", "model.json", "plate_detector/config.py", "plate_detector/model.pth"):
         assert (Path(selected.path) / name).is_file()
         assert (Path(selected.metadata["model_uri"]) / name).is_file()
+    model_json = json.loads((Path(selected.path) / "model.json").read_text())
+    assert model_json["two_stage"] and list(model_json["threshold_sweep"]["by_zoom_below_px"]) == ["0"]
+    lineage = json.loads((Path(selected.path) / "lineage.json").read_text())
+    for metrics in lineage["candidates"].values():  # every candidate read with both stages on val
+        assert {"eir", "plate_precision", "char_accuracy", "mAP"} <= set(metrics)
     store = MetadataStore(workspace.db_url)
     latest = store.latest_selected_model()
     assert latest["id"] == selected.metadata["model_id"] and latest["uri"] == selected.metadata["model_uri"]
