@@ -69,4 +69,3 @@ def test_a_lineage_that_is_not_json_is_named(settings, tmp_path):
     with pytest.raises(LineageError, match=re.escape(str(tmp_path / "c" / "lineage.json")) + ": not JSON"):
         _evaluate(settings, tmp_path, tmp_path / "c")
     assert _run_status(settings) == "failed"
-
