@@ -22,7 +22,7 @@ BOOTSTRAP_VERSION: Final = "annotations-v1"
 #: Synthetic images in the bootstrap annotation version (80 % train, 10 % val, 10 % test).
 BOOTSTRAP_IMAGES: Final = 2000
 #: The synthesizer's conditions preset the bootstrap draws with (``alpr.data.synth.PRESETS``: ``classic``, ``road``).
-BOOTSTRAP_CONDITIONS: Final = "road"
+BOOTSTRAP_CONDITIONS: Final = "classic"
 
 
 class _Parameters(Mapping[str, object]):
@@ -77,15 +77,15 @@ class TrainingDefaults(_Parameters):
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
-    config: str = "rtmdet_tiny_reader_alpr.py"
+    config: str = "rtmdet_tiny_alpr.py"
     lr: float = 0.004
-    epochs: int = 12
+    epochs: int = 16
     batch_size: int = 8
     input_size: int = 320
     weight_decay: float = 0.05
     val_interval: int = 2
     seed: int = 0
-    plate_input_size: int = 640
+    plate_input_size: int = 0
     plate_epochs: int = 6
     selection_metric: str = "eir"
 

@@ -209,9 +209,14 @@ class PlateReader:
         return out
 
     def _find_plates(self, images_bgr: Sequence[np.ndarray]) -> list[Detections]:
-        """The plate detector's plates, labels mapped to :data:`alpr.spec.CLASSES` indices."""
+        """The plate detector's plates (:func:`suppress_overlapping_plates` applied), labels mapped to
+        :data:`alpr.spec.CLASSES` indices."""
         plate_ids = np.array([spec.class_id(label) for label in spec.PLATE_LABELS])
-        return [(b, plate_ids[labels.astype(int)], s) for b, labels, s in self._run(images_bgr, 0, self.plate_model)]
+        out = []
+        for boxes, labels, scores in self._run(images_bgr, 0, self.plate_model):
+            keep = suppress_overlapping_plates(boxes, scores)
+            out.append((boxes[keep], plate_ids[labels[keep].astype(int)], scores[keep]))
+        return out
 
     def detect(
         self, images_bgr: Sequence[np.ndarray], zoom_below_px: int | None = None, zoom_input_px: int | None = None
@@ -345,6 +350,43 @@ class PlateReader:
 
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+#: Two plate boxes overlapping this much (IoU), or one covering this share of the smaller one, are one plate:
+#: plates do not overlap in a frame, and every box the plate detector keeps costs a crop read.
+PLATE_NMS_IOU = 0.3
+PLATE_CONTAINMENT = 0.7
+
+
+def suppress_overlapping_plates(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Greedy non-maximum suppression of plate boxes by IoU (:data:`PLATE_NMS_IOU`) or containment
+    (:data:`PLATE_CONTAINMENT`: intersection over the smaller box), whatever their layouts.
+
+    Args:
+        boxes: ``(N, 4)`` x1 y1 x2 y2 pixels.
+        scores: ``(N,)``.
+
+    Returns:
+        the indices kept, by descending score (NaN scores last).
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    scores = np.nan_to_num(np.asarray(scores, np.float64), nan=-np.inf)
+    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    kept: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        if kept:
+            k = np.array(kept)
+            iw = np.clip(np.minimum(boxes[k, 2], boxes[i, 2]) - np.maximum(boxes[k, 0], boxes[i, 0]), 0, None)
+            ih = np.clip(np.minimum(boxes[k, 3], boxes[i, 3]) - np.maximum(boxes[k, 1], boxes[i, 1]), 0, None)
+            inter = iw * ih
+            union = areas[k] + areas[i] - inter
+            iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+            smaller = np.minimum(areas[k], areas[i])
+            cover = np.divide(inter, smaller, out=np.zeros_like(inter), where=smaller > 0)
+            if np.any((iou >= PLATE_NMS_IOU) | (cover >= PLATE_CONTAINMENT)):
+                continue
+        kept.append(int(i))
+    return np.array(kept, dtype=np.int64)
 
 
 def _input_size(model) -> int:

@@ -273,3 +273,21 @@ def test_rewriting_a_model_dir_without_plate_detector_removes_it(tiny_two_stage_
     last = [p for p in tiny_training.checkpoints if p.name.startswith("epoch_")][-1]
     write_model_dir(out, tiny_training.config_path, last, {})
     assert not (out / PLATE_DETECTOR_DIR).exists() and not PlateReader(out).two_stage
+
+
+def test_overlapping_plates_are_one_plate_whatever_their_layout():
+    from alpr.model.inference import suppress_overlapping_plates
+
+    boxes = np.array(
+        [
+            [924, 413, 1219, 600],  # a plate
+            [948, 427, 1177, 563],  # the same plate, a tighter box inside it (IoU 0.56, contained)
+            [100, 100, 200, 140],  # another plate
+            [105, 95, 215, 150],  # the same, IoU 0.66
+            [400, 400, 500, 440],  # a third, apart
+        ],
+        float,
+    )
+    scores = np.array([0.5, 0.39, 0.3, 0.6, float("nan")])
+    assert suppress_overlapping_plates(boxes, scores).tolist() == [3, 0, 4]
+    assert suppress_overlapping_plates(np.zeros((0, 4)), np.zeros(0)).tolist() == []
