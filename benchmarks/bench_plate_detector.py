@@ -104,32 +104,21 @@ def _heldout(work: Path, n: int) -> list[Path]:
 
 def _measure(config: Path, checkpoint: Path, jsons: list[Path], size: int) -> dict:
     """Recall per width bucket and network time per frame of the detector at input ``size``."""
-    import copy
-
     import cv2
     import torch
-    from mmcv.transforms import Compose
     from mmdet.apis import inference_detector, init_detector
-    from mmdet.utils import get_test_pipeline_cfg
 
     from alpr import spec
     from alpr.data.coco import ground_truth_plates
     from alpr.data.labelme import load_labelme
     from alpr.model.breakdown import BreakdownMetrics
     from alpr.model.checkpoints import load_saved_config, trusted_checkpoint_loading
+    from alpr.model.inference import inference_pipeline
 
     torch.set_num_threads(2)
     with trusted_checkpoint_loading():
         model = init_detector(load_saved_config(config), str(checkpoint), device="cpu")
-    steps = copy.deepcopy(get_test_pipeline_cfg(model.cfg))
-    steps[0].type = "mmdet.LoadImageFromNDArray"
-    for step in steps:
-        if step.get("type") == "Resize":
-            step["scale"] = (size, size)
-        elif step.get("type") == "Pad":
-            step.pop("size", None)
-            step["size_divisor"] = 32
-    pipeline = Compose(steps)
+    pipeline = inference_pipeline(model, size)
     acc, times = BreakdownMetrics(), []
     for j in jsons:
         lf = load_labelme(j)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from alpr.model.checkpoints import load_saved_config, trusted_checkpoint_loading
 from alpr.model.inference import METADATA_FILE, PlateReader
-from alpr.model.metrics import METRIC_KEYS, PlateMetrics, short_metrics
+from alpr.model.metrics import METRIC_KEYS, PlateMetrics, plate_metrics, short_metrics
 from alpr.model.reading import read_arrays
 
 log = logging.getLogger(__name__)
@@ -85,10 +85,7 @@ def reading_metrics(model_dir: Path, data_root: Path, split: str = "val") -> dic
     if not images:
         return {}
     readings = PlateReader(Path(model_dir)).read_files([data_root / img["file_name"] for img in images])
-    acc = PlateMetrics()
-    for img, reading in zip(images, readings):
-        acc.add(img.get("plates", []), reading)
-    res = acc.result()
+    res = plate_metrics(zip((img.get("plates", []) for img in images), readings))
     metrics = {k: float(res[k]) for k in ("eir", "plate_precision", "char_accuracy")}
     log.info("%s read on %s: %s", Path(model_dir).name, split, metrics)
     return metrics

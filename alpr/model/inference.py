@@ -165,27 +165,12 @@ class PlateReader:
         return self.plate_model is not None
 
     def _pipeline(self, size: int, model=None):
-        """The test pipeline of ``model`` (default: the reader) for in-memory images at input ``size`` (long side;
-        the config's own when 0)."""
+        """The test pipeline of ``model`` (default: the reader) at input ``size`` (:func:`inference_pipeline`),
+        built once per model and size."""
         model = self.model if model is None else model
         key = (id(model), size)
         if key not in self._pipelines:
-            import copy
-
-            from mmcv.transforms import Compose
-            from mmdet.utils import get_test_pipeline_cfg
-
-            steps = copy.deepcopy(get_test_pipeline_cfg(model.cfg))
-            steps[0].type = "mmdet.LoadImageFromNDArray"
-            for step in steps:
-                if step.get("type") == "Resize" and size:
-                    step["scale"] = (size, size)
-                elif step.get("type") == "Pad" and self.pad_to_stride:
-                    # Pad to the detector's largest stride only, not to a square: a 16:9 frame costs 320 x 192
-                    # instead of 320 x 320 (the network is fully convolutional).
-                    step.pop("size", None)
-                    step["size_divisor"] = 32
-            self._pipelines[key] = Compose(steps)
+            self._pipelines[key] = inference_pipeline(model, size, pad_to_stride=self.pad_to_stride)
         return self._pipelines[key]
 
     def _run(self, images_bgr: Sequence[np.ndarray], size: int = 0, model=None) -> list[Detections]:
@@ -387,6 +372,34 @@ def suppress_overlapping_plates(boxes: np.ndarray, scores: np.ndarray) -> np.nda
                 continue
         kept.append(int(i))
     return np.array(kept, dtype=np.int64)
+
+
+def inference_pipeline(model, size: int = 0, *, pad_to_stride: bool = True):
+    """The test pipeline of an mmdetection ``model`` for in-memory images (``mmdet.LoadImageFromNDArray``).
+
+    Args:
+        model: a detector from ``mmdet.apis.init_detector``.
+        size: input long side in pixels (``Resize`` scale); 0 keeps the config's.
+        pad_to_stride: pad to a multiple of the largest stride (32) instead of the config's square: a 16:9 frame at
+            320 costs 320 x 192 instead of 320 x 320 (the network is fully convolutional).
+
+    Returns:
+        an ``mmcv.transforms.Compose`` for ``inference_detector(..., test_pipeline=...)``.
+    """
+    import copy
+
+    from mmcv.transforms import Compose
+    from mmdet.utils import get_test_pipeline_cfg
+
+    steps = copy.deepcopy(get_test_pipeline_cfg(model.cfg))
+    steps[0].type = "mmdet.LoadImageFromNDArray"
+    for step in steps:
+        if step.get("type") == "Resize" and size:
+            step["scale"] = (size, size)
+        elif step.get("type") == "Pad" and pad_to_stride:
+            step.pop("size", None)
+            step["size_divisor"] = 32
+    return Compose(steps)
 
 
 def _input_size(model) -> int:

@@ -108,18 +108,19 @@ class TrainResult:
     config_hash: str = ""
 
 
-def _set_input_size(pipeline: list[dict], size: tuple[int, int]) -> None:
+def _set_input_size(pipeline: list[dict], size: tuple[int, int], crop: tuple[int, int] | None = None) -> None:
     """Set the square input ``size`` (pixels) on the resizing, cropping and padding steps of a data pipeline (the
-    configs leave it out): ``Resize``/``RandomResize`` ``scale``, ``RandomCrop`` ``crop_size``, and ``Pad`` ``size``
-    unless the step pads to a divisor or to a square instead."""
+    configs leave it out): ``Resize``/``RandomResize`` ``scale``, and ``crop`` (default ``size``) as ``RandomCrop``
+    ``crop_size`` and ``Pad`` ``size`` unless the step pads to a divisor or to a square instead."""
+    crop = size if crop is None else crop
     for step in pipeline:
         kind = step.get("type")
         if kind in ("Resize", "RandomResize"):
             step["scale"] = size
         elif kind == "RandomCrop":
-            step["crop_size"] = size
+            step["crop_size"] = crop
         elif kind == "Pad" and not (step.get("size_divisor") or step.get("pad_to_square")):
-            step["size"] = size
+            step["size"] = crop
 
 
 def _set_schedule(cfg, hp: Hyperparameters, *, epochs: int, val_interval: int, save_best: str) -> None:
@@ -202,14 +203,7 @@ def build_plate_config(data_root: Path, work_dir: Path, hp: Hyperparameters, *, 
     cfg = _load_config(PLATE_CONFIG, data_root, work_dir, hp, spec.PLATE_LABELS, num_workers)
     frame, crop = (hp.plate_input_size, hp.plate_input_size), (hp.input_size, hp.input_size)
     cfg.input_size = frame
-    for step in cfg.train_dataloader.dataset.pipeline:
-        kind = step.get("type")
-        if kind in ("Resize", "RandomResize"):
-            step["scale"] = frame
-        elif kind == "RandomCrop":
-            step["crop_size"] = crop
-        elif kind == "Pad":
-            step["size"] = crop
+    _set_input_size(cfg.train_dataloader.dataset.pipeline, frame, crop)
     for loader_name in ("val_dataloader", "test_dataloader"):
         _set_input_size(cfg[loader_name].dataset.pipeline, frame)
     _set_schedule(cfg, hp, epochs=hp.plate_epochs, val_interval=hp.plate_epochs, save_best="coco/bbox_mAP_50")
