@@ -21,7 +21,7 @@ from typing import Final
 
 from alpr import logs
 from alpr.data.bootstrap import bootstrap
-from alpr.defaults import BOOTSTRAP_IMAGES, BOOTSTRAP_VERSION
+from alpr.defaults import BOOTSTRAP_CONDITIONS, BOOTSTRAP_IMAGES, BOOTSTRAP_VERSION
 from alpr.kubeflow import submit as kfp_submit
 from alpr.metadata import MetadataStore
 from alpr.settings import Settings, load_settings
@@ -57,6 +57,12 @@ def build_parser(mode: str | None = None) -> argparse.ArgumentParser:
         default=BOOTSTRAP_IMAGES,
         help=f"synthetic images in the first annotation version (default {BOOTSTRAP_IMAGES})",
     )
+    p.add_argument(
+        "--bootstrap-conditions",
+        default=BOOTSTRAP_CONDITIONS,
+        help="the synthesizer's conditions preset for the first annotation version: classic (large frontal plates) "
+        f"or road (small, angled, dark plates; docs/detection_design.md) (default {BOOTSTRAP_CONDITIONS})",
+    )
     params = p.add_argument_group("pipeline parameters")
     for name, default in DEFAULTS.items():
         flag = f"--{name.replace('_', '-')}"
@@ -88,8 +94,12 @@ def run_local(args: argparse.Namespace) -> dict:
     settings = load_settings(workspace=args.workspace)
     settings.export()  # the tasks run as subprocesses and read the same settings from the environment
     print(f"workspace: {settings.workspace}")
-    if args.annotation_version == BOOTSTRAP_VERSION and bootstrap(settings, args.bootstrap_images):
-        print(f"bootstrapped annotation version {BOOTSTRAP_VERSION} ({args.bootstrap_images} synthetic images)")
+    if args.annotation_version == BOOTSTRAP_VERSION and bootstrap(
+        settings, args.bootstrap_images, conditions=args.bootstrap_conditions
+    ):
+        print(
+            f"bootstrapped annotation version {BOOTSTRAP_VERSION} ({args.bootstrap_images} synthetic images, {args.bootstrap_conditions})"
+        )
     pipeline_root = Path(settings.workspace) / "pipeline_root"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
     started = time.time()
@@ -166,8 +176,12 @@ def run_tuning(args: argparse.Namespace) -> int:
     settings.export()  # the local twin's trials run as subprocesses and read the same settings
 
     def prepare_local() -> None:
-        if args.annotation_version == BOOTSTRAP_VERSION and bootstrap(settings, args.bootstrap_images):
-            print(f"bootstrapped annotation version {BOOTSTRAP_VERSION} ({args.bootstrap_images} synthetic images)")
+        if args.annotation_version == BOOTSTRAP_VERSION and bootstrap(
+            settings, args.bootstrap_images, conditions=args.bootstrap_conditions
+        ):
+            print(
+                f"bootstrapped annotation version {BOOTSTRAP_VERSION} ({args.bootstrap_images} synthetic images, {args.bootstrap_conditions})"
+            )
 
     return tuning_cli.run(args, settings, prepare_local=prepare_local)
 

@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 
 from alpr.model.checkpoints import load_saved_config, trusted_checkpoint_loading
-from alpr.model.inference import METADATA_FILE, PlateReader
+from alpr.model.detection_map import detection_map
+from alpr.model.inference import METADATA_FILE, Detections, PlateReader
 from alpr.model.metrics import METRIC_KEYS, PlateMetrics, plate_metrics, short_metrics
 from alpr.model.reading import read_arrays
 
@@ -67,28 +68,37 @@ def evaluate_checkpoint(
     return metrics
 
 
-def reading_metrics(model_dir: Path, data_root: Path, split: str = "val") -> dict[str, float]:
+def served_metrics(model_dir: Path, data_root: Path, split: str = "val") -> tuple[dict[str, float], list[Detections]]:
     """Read ``split`` with the model directory as it serves (:class:`alpr.model.inference.PlateReader`: both stages
-    of a two-stage model, its reading settings) and return the PLATE_SPEC reading metrics.
+    of a two-stage model, its reading settings) and score it: COCO mAP of its detections
+    (:func:`alpr.model.detection_map.detection_map`) and the PLATE_SPEC reading metrics.
 
     Evaluate ranks a two-stage model's candidates with it: mmengine's test loop runs the reader alone over whole
     frames, which says little about how it reads the crops the plate detector gives it.
 
     Returns:
-        ``eir``, ``plate_precision``, ``char_accuracy`` (NaN where undefined); empty when the split has no images.
+        ``(metrics, detections)``: ``mAP``, ``mAP_50``, ``eir``, ``plate_precision``, ``char_accuracy`` (NaN where
+        undefined), and the per-image detections before any reading threshold (for :func:`tune_reading`); an
+        empty dict and list when the split has no images.
 
     Raises:
         FileNotFoundError: the split's annotation file is missing. ValueError: an image cannot be decoded.
     """
     data_root = Path(data_root)
-    images = json.loads((data_root / "annotations" / f"{split}.json").read_text())["images"]
+    ann = data_root / "annotations" / f"{split}.json"
+    images = json.loads(ann.read_text())["images"]
     if not images:
-        return {}
-    readings = PlateReader(Path(model_dir)).read_files([data_root / img["file_name"] for img in images])
+        return {}, []
+    reader = PlateReader(Path(model_dir))
+    detections = reader.detect_files([data_root / img["file_name"] for img in images])
+    readings = [read_arrays(*dets, **reader.thresholds) for dets in detections]
     res = plate_metrics(zip((img.get("plates", []) for img in images), readings))
-    metrics = {k: float(res[k]) for k in ("eir", "plate_precision", "char_accuracy")}
+    metrics = {
+        **detection_map(ann, detections),
+        **{k: float(res[k]) for k in ("eir", "plate_precision", "char_accuracy")},
+    }
     log.info("%s read on %s: %s", Path(model_dir).name, split, metrics)
-    return metrics
+    return metrics, detections
 
 
 def select_best(results: dict[str, dict[str, float]], metric: str = "eir") -> str:
@@ -174,7 +184,9 @@ def sweep_reading_thresholds(
 ZOOM_CHOICES = (0, 96, 160, 320)
 
 
-def tune_reading(model_dir: Path, data_root: Path, split: str = "val") -> tuple[dict, dict]:
+def tune_reading(
+    model_dir: Path, data_root: Path, split: str = "val", *, detections: dict[int, list[Detections]] | None = None
+) -> tuple[dict, dict]:
     """Choose the model's reading settings on ``split`` and store them in its ``model.json``.
 
     The detector runs once over the split for all of :data:`ZOOM_CHOICES` (only 0 for a two-stage model, which reads
@@ -188,22 +200,34 @@ def tune_reading(model_dir: Path, data_root: Path, split: str = "val") -> tuple[
         model_dir: a model directory (:func:`alpr.model.inference.write_model_dir`); its ``model.json`` is updated.
         data_root: a COCO training version folder (``annotations/<split>.json``, ``images/``).
         split: the split to choose on.
+        detections: ``{zoom_below_px: per-image detections}`` of this model on ``split`` for every zoom choice
+            (:meth:`~alpr.model.inference.PlateReader.detect_files_zoom_choices`; for a two-stage model, ``{0: the
+            detections}`` of :func:`served_metrics`), when already computed; None: detect here.
 
     Returns:
         ``(settings {"plate_score_thr", "char_score_thr", "zoom_below_px"}, reading metrics at those settings:
         eir, plate_precision, char_accuracy)``; two empty dicts when the split has no images.
+
+    Raises:
+        ValueError: ``detections`` not one per image of the split.
     """
     model_dir, data_root = Path(model_dir), Path(data_root)
     images = json.loads((data_root / "annotations" / f"{split}.json").read_text())["images"]
     if not images:
         return {}, {}
-    reader = PlateReader(model_dir)
-    paths = [data_root / img["file_name"] for img in images]
     truths = [img.get("plates", []) for img in images]
     tables, best = {}, None
-    # Two stages read every plate from its zoomed crop: the zoom setting has no choice to make there.
-    choices = (0,) if reader.two_stage else ZOOM_CHOICES
-    by_zoom = reader.detect_files_zoom_choices(paths, choices)  # one first pass for all choices
+    if detections is None:
+        reader = PlateReader(model_dir)
+        # Two stages read every plate from its zoomed crop: the zoom setting has no choice to make there.
+        choices = (0,) if reader.two_stage else ZOOM_CHOICES
+        paths = [data_root / img["file_name"] for img in images]
+        by_zoom = reader.detect_files_zoom_choices(paths, choices)  # one first pass for all choices
+    else:
+        by_zoom = {int(z): list(d) for z, d in detections.items()}
+        choices = tuple(by_zoom)
+        if any(len(d) != len(images) for d in by_zoom.values()):
+            raise ValueError(f"tune_reading: detections are not one per image of {split} ({len(images)} images)")
     for zoom in choices:
         thresholds, table = sweep_reading_thresholds(by_zoom[zoom], truths)
         row = next(

@@ -24,7 +24,8 @@ from alpr import spec, storage
 from alpr.defaults import TRAINING_DEFAULTS
 from alpr.metadata import MetadataStore
 from alpr.model.checkpoints import load_saved_config, trusted_checkpoint_loading
-from alpr.model.crops import zoom_crop
+from alpr.model.crops import ZOOM_GEOMETRY, CropGeometry, zoom_crop
+from alpr.model.crops import geometry as crop_geometry
 from alpr.model.reading import read_arrays
 from alpr.settings import load_settings
 
@@ -148,6 +149,8 @@ class PlateReader:
             except FileNotFoundError as exc:
                 raise ModelError(f"model {self.model_dir}: plate detector: {exc}") from exc
             _check_classes(self.plate_model, spec.PLATE_LABELS, plate_dir)
+        #: The geometry of the crops the reader reads (:func:`trained_crop_geometry`).
+        self.crop_geometry = trained_crop_geometry(self.model.cfg)
 
     @property
     def input_size(self) -> int:
@@ -262,7 +265,7 @@ class PlateReader:
             for i, (img, dets, size) in enumerate(zip(images, first, sizes)):
                 scale = size / max(img.shape[:2])
                 for plate_box, (cx0, cy0, cx1, cy1) in zoom_regions(
-                    img.shape[:2], dets, size, widest, self.thresholds["plate_score_thr"]
+                    img.shape[:2], dets, size, widest, self.thresholds["plate_score_thr"], self.crop_geometry
                 ):
                     crops.append(np.ascontiguousarray(img[cy0:cy1, cx0:cx1]))
                     where.append((i, plate_box, (cx0, cy0), (plate_box[2] - plate_box[0]) * scale))
@@ -417,8 +420,28 @@ def _check_classes(model, expected: tuple[str, ...], where: Path) -> None:
         raise ModelError(f"model {where} predicts classes {classes}, expected {expected}")
 
 
+def trained_crop_geometry(cfg) -> CropGeometry:
+    """The crop geometry a reader was trained for: that of the ``PlateZoomCrop`` step in the training pipeline of
+    its (merged) mmengine config ``cfg``, else :data:`alpr.model.crops.ZOOM_GEOMETRY` (a detector trained on whole
+    frames, whose zoom pass crops like them).
+
+    Raises:
+        ValueError: the config names an unknown geometry.
+    """
+    pipeline = cfg.get("train_dataloader", {}).get("dataset", {}).get("pipeline", []) if cfg else []
+    for step in pipeline:
+        if step.get("type") == "PlateZoomCrop":
+            return crop_geometry(step.get("geometry", "zoom"))
+    return ZOOM_GEOMETRY
+
+
 def zoom_regions(
-    image_hw: tuple[int, int], dets: Detections, input_size: int, zoom_below_px: int, plate_score_thr: float
+    image_hw: tuple[int, int],
+    dets: Detections,
+    input_size: int,
+    zoom_below_px: int,
+    plate_score_thr: float,
+    geometry: CropGeometry = ZOOM_GEOMETRY,
 ) -> list[tuple[tuple[float, float, float, float], tuple[int, int, int, int]]]:
     """The plates of one image to read again from a zoomed crop, and their crops (:func:`alpr.model.crops.zoom_crop`).
 
@@ -428,6 +451,7 @@ def zoom_regions(
         input_size: the detector's input long side, pixels.
         zoom_below_px: zoom plates narrower than this at the detector's input.
         plate_score_thr: only plates scored at least this.
+        geometry: the crops' geometry (the reader's, :func:`trained_crop_geometry`).
 
     Returns:
         ``[(plate box (x1, y1, x2, y2), crop (x0, y0, x1, y1) integer pixels inside the image), ...]``; empty
@@ -442,7 +466,7 @@ def zoom_regions(
         box = tuple(float(v) for v in boxes[k])
         if (box[2] - box[0]) * scale >= zoom_below_px:
             continue
-        crop = zoom_crop(box, (h_img, w_img))
+        crop = zoom_crop(box, (h_img, w_img), geometry=geometry)
         if crop is not None:
             out.append((box, crop))
     return out

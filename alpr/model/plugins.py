@@ -21,7 +21,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 
 from alpr import spec
-from alpr.model.crops import ZOOM_HEIGHT_FACTOR, ZOOM_MARGIN_X, zoom_crop
+from alpr.model.crops import geometry as crop_geometry
+from alpr.model.crops import zoom_crop
 from alpr.model.metrics import PlateMetrics
 from alpr.model.reading import read_arrays
 
@@ -185,42 +186,57 @@ class TimedSnapshotHook(Hook):
 
 @TRANSFORMS.register_module()
 class PlateZoomCrop(BaseTransform):
-    """Crop the image around one randomly chosen plate, as :func:`alpr.model.inference.zoom_regions` crops a plate
-    found in a frame, with jittered margins; boxes are moved into the crop.
+    """Crop the image around one plate, as :func:`alpr.model.inference.zoom_regions` crops a plate found in a
+    frame, with jittered margins; boxes are moved into the crop.
 
     With probability ``prob``, one plate (a :data:`alpr.spec.PLATE_LABELS` box at least ``min_plate_px`` wide) is
-    chosen uniformly; its crop (:func:`alpr.model.crops.zoom_crop`) gets left and right margins drawn from
-    ``margin_range`` (fractions of the plate's width), a height factor drawn from ``height_range`` and a centre shift
-    of up to ``shift`` plate widths / heights, which covers the offsets of a detected plate box from the true one.
-    Boxes are clipped to the crop; a box that keeps less than ``min_visible`` of its area is dropped (a character
-    cut at the border is not a character any more). Images without a plate wide enough are left unchanged.
+    chosen: uniformly, or with ``central`` the one whose centre is nearest the image's (the plate a context crop of
+    :mod:`alpr.model.reader_data` was cut around). Its crop (:func:`alpr.model.crops.zoom_crop` with the crop
+    ``geometry`` named) gets left and right margins drawn from ``margin_range`` (fractions of the plate's width), a
+    height factor drawn from ``height_range`` and a centre shift of up to ``shift`` plate widths / heights, which
+    covers the offsets of a detected plate box from the true one. Boxes are clipped to the crop; a box that keeps
+    less than ``min_visible`` of its area is dropped (a character cut at the border is not a character any more).
+    Images without a plate wide enough are left unchanged.
 
     Required keys: ``img``, ``gt_bboxes``, ``gt_bboxes_labels``, ``gt_ignore_flags``. Modified: those and
     ``img_shape``.
 
     Args:
         prob: probability of cropping, in [0, 1].
-        margin_range: ``(low, high)`` margin left and right, fractions of the plate's width.
-        height_range: ``(low, high)`` crop height in plate heights (the crop stays at least 9:16 of its width).
+        geometry: the crop geometry's name (:data:`alpr.model.crops.GEOMETRIES`: ``zoom`` for the one-detector
+            design's zoom pass, ``reader`` for the two-stage reader).
+        margin_range: ``(low, high)`` margin left and right, fractions of the plate's width; default 0.6-1.4 times
+            the geometry's margin.
+        height_range: ``(low, high)`` crop height in plate heights (the crop keeps the geometry's minimum aspect);
+            default 0.8-1.3 times the geometry's height factor.
         shift: largest centre shift, fraction of the plate's width (x) and height (y).
         min_plate_px: plates narrower than this (pixels) are not chosen (too small to read in any crop).
         min_visible: fraction of a box's area that must stay inside the crop.
+        central: choose the plate nearest the image's centre instead of a random one.
 
     Raises:
-        ValueError: a parameter out of range.
+        ValueError: a parameter out of range, or an unknown geometry.
     """
 
     def __init__(
         self,
         prob: float = 0.9,
-        margin_range: tuple[float, float] = (0.6 * ZOOM_MARGIN_X, 1.4 * ZOOM_MARGIN_X),
-        height_range: tuple[float, float] = (0.8 * ZOOM_HEIGHT_FACTOR, 1.3 * ZOOM_HEIGHT_FACTOR),
+        geometry: str = "zoom",
+        margin_range: tuple[float, float] | None = None,
+        height_range: tuple[float, float] | None = None,
         shift: float = 0.08,
         min_plate_px: float = 24.0,
         min_visible: float = 0.6,
+        central: bool = False,
     ) -> None:
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"PlateZoomCrop: prob must be in [0, 1], got {prob!r}")
+        self.geometry = crop_geometry(geometry)
+        self.geometry_name = geometry
+        if margin_range is None:
+            margin_range = (0.6 * self.geometry.margin_x, 1.4 * self.geometry.margin_x)
+        if height_range is None:
+            height_range = (0.8 * self.geometry.height_factor, 1.3 * self.geometry.height_factor)
         for name, (low, high) in (("margin_range", margin_range), ("height_range", height_range)):
             if not 0.0 <= low <= high:
                 raise ValueError(f"PlateZoomCrop: {name} must be (low, high) with 0 <= low <= high, got {(low, high)}")
@@ -231,6 +247,7 @@ class PlateZoomCrop(BaseTransform):
             )
         self.prob, self.shift, self.min_plate_px, self.min_visible = prob, shift, min_plate_px, min_visible
         self.margin_range, self.height_range = tuple(margin_range), tuple(height_range)
+        self.central = bool(central)
         self._plate_ids = np.array([spec.class_id(label) for label in spec.PLATE_LABELS])
 
     def transform(self, results: dict) -> dict:
@@ -244,11 +261,16 @@ class PlateZoomCrop(BaseTransform):
         plates = np.flatnonzero(np.isin(labels, self._plate_ids) & (widths >= self.min_plate_px))
         if not len(plates):
             return results
-        k = int(plates[np.random.randint(len(plates))])
         img = results["img"]
+        if self.central:
+            centres = (xyxy[plates, :2] + xyxy[plates, 2:]) / 2
+            k = int(plates[np.argmin(np.hypot(*(centres - [img.shape[1] / 2, img.shape[0] / 2]).T))])
+        else:
+            k = int(plates[np.random.randint(len(plates))])
         crop = zoom_crop(
             tuple(xyxy[k]),
             img.shape[:2],
+            geometry=self.geometry,
             margin_left=np.random.uniform(*self.margin_range),
             margin_right=np.random.uniform(*self.margin_range),
             height_factor=np.random.uniform(*self.height_range),
@@ -271,7 +293,8 @@ class PlateZoomCrop(BaseTransform):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(prob={self.prob}, margin_range={self.margin_range}, "
+            f"{type(self).__name__}(prob={self.prob}, geometry={self.geometry_name!r}, central={self.central}, "
+            f"margin_range={self.margin_range}, "
             f"height_range={self.height_range}, shift={self.shift}, min_plate_px={self.min_plate_px}, "
             f"min_visible={self.min_visible})"
         )

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from alpr import storage
 from alpr.model.breakdown import Breakdown, breakdown_from_coco, format_breakdown
-from alpr.model.evaluation import evaluate_checkpoint, reading_metrics, select_best, tune_reading
-from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE, PlateReader, write_model_dir
+from alpr.model.evaluation import ZOOM_CHOICES, evaluate_checkpoint, select_best, served_metrics, tune_reading
+from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE, Detections, PlateReader, write_model_dir
+from alpr.model.reading import read_arrays
 from alpr.settings import Settings
 from alpr.steps.lineage import CandidatesLineage, ModelLineage, read_lineage
 from alpr.steps.runs import marks_run_failed, open_store
@@ -37,9 +38,10 @@ def evaluate_step(
     The candidates are the reader's checkpoints, evaluated on val by mmengine's test loop (COCO mAP; the reading
     metrics of one detector). A two-stage Train output (:attr:`CandidatesLineage.plate_detector
     <alpr.steps.lineage.CandidatesLineage.plate_detector>`) puts its plate detector into every candidate's model
-    directory, and the candidates' reading metrics are those of both stages
-    (:func:`alpr.model.evaluation.reading_metrics`), so the selection, the reading settings and the breakdown below
-    are those of the model that serves.
+    directory instead, and each candidate is read once as it serves, both stages
+    (:func:`alpr.model.evaluation.served_metrics`: COCO mAP of its detections and its reading metrics), so the
+    selection, the reading settings and the breakdown below are those of the model that serves; the selected
+    candidate's detections are reused for them.
     Every candidate becomes a ``models`` row with its evaluation; the selected one gets its reading thresholds
     chosen on the val split (:func:`alpr.model.evaluation.tune_reading`; its val reading metrics are those at the
     chosen thresholds), is marked selected and published as a model directory (:mod:`alpr.model.inference`) to
@@ -69,17 +71,21 @@ def evaluate_step(
     candidates_dir = Path(candidates_dir)
     trained = read_lineage(candidates_dir, CandidatesLineage)
     config_path = candidates_dir / "config.py"
-    results = {
-        name: evaluate_checkpoint(config_path, candidates_dir / name, data_root, "val") for name in trained.candidates
-    }
     plate = candidates_dir / trained.plate_detector if trained.plate_detector else None
     plate_files = None if plate is None else (plate / CONFIG_FILE, plate / CHECKPOINT_FILE)
-    if plate_files is not None:
+    detections: dict[str, list[Detections]] = {}
+    if plate_files is None:
+        results = {
+            name: evaluate_checkpoint(config_path, candidates_dir / name, data_root, "val")
+            for name in trained.candidates
+        }
+    else:
         # Two stages: rank the reader's checkpoints by how the model reads with them (plate detector + crops).
+        results = {}
         for name in trained.candidates:
             with tempfile.TemporaryDirectory(prefix="alpr-candidate-") as tmp:
                 model_dir = write_model_dir(Path(tmp) / "model", config_path, candidates_dir / name, {}, plate_files)
-                results[name] = {**results[name], **reading_metrics(model_dir, data_root, "val")}
+                results[name], detections[name] = served_metrics(model_dir, data_root, "val")
     best = select_best(results, selection_metric)
     store = open_store(settings)
     model_uri = storage.open_storage(settings.storage_uri).join("runs", run_name, "model")
@@ -91,8 +97,9 @@ def evaluate_step(
         "selection_metric": selection_metric,
     }
     write_model_dir(out_dir, config_path, candidates_dir / best, meta, plate_detector=plate_files)
-    _, tuned = tune_reading(out_dir, data_root, "val")
-    breakdown = val_breakdown(out_dir, data_root, "val")
+    by_zoom = _val_detections(out_dir, data_root, {0: detections[best]} if best in detections else None)
+    settings, tuned = tune_reading(out_dir, data_root, "val", detections=by_zoom)
+    breakdown = val_breakdown(out_dir, data_root, "val", detections=by_zoom.get(settings.get("zoom_below_px", 0)))
     if breakdown is not None:
         tuned = {**tuned, "recall": breakdown.overall["recall"], **breakdown.scalars(("recall",), "width")}
     results[best] = {**results[best], **tuned}
@@ -125,7 +132,23 @@ def evaluate_step(
     return lineage
 
 
-def val_breakdown(model_dir: Path, data_root: Path, split: str = "val") -> Breakdown | None:
+def _val_detections(model_dir: Path, data_root: Path, known: dict[int, list[Detections]] | None):
+    """The selected model's val detections per zoom choice (``{zoom_below_px: per-image detections}``): ``known``
+    when given (a two-stage model's, from ranking the candidates), else detected once for every
+    :data:`~alpr.model.evaluation.ZOOM_CHOICES` value; empty when val has no images."""
+    if known is not None:
+        return known
+    images = json.loads((Path(data_root) / "annotations" / "val.json").read_text(encoding="utf-8"))["images"]
+    if not images:
+        return {}
+    reader = PlateReader(model_dir)
+    choices = (0,) if reader.two_stage else ZOOM_CHOICES
+    return reader.detect_files_zoom_choices([Path(data_root) / img["file_name"] for img in images], choices)
+
+
+def val_breakdown(
+    model_dir: Path, data_root: Path, split: str = "val", *, detections: list[Detections] | None = None
+) -> Breakdown | None:
     """Read ``split`` with the model directory's reader (its chosen settings) and store the breakdown of the
     readings in its ``model.json`` under :data:`BREAKDOWN_KEY`; log it.
 
@@ -133,6 +156,8 @@ def val_breakdown(model_dir: Path, data_root: Path, split: str = "val") -> Break
         model_dir: a model directory whose ``model.json`` is updated.
         data_root: a COCO training version folder (``annotations/<split>.json``, ``images/``).
         split: the split read.
+        detections: the model's per-image detections on ``split`` at its chosen zoom setting, when already
+            computed (they are read with its chosen thresholds); None: read the split here.
 
     Returns:
         the breakdown, or None when the split has no images (``model.json`` is then left as it is).
@@ -145,7 +170,11 @@ def val_breakdown(model_dir: Path, data_root: Path, split: str = "val") -> Break
     images = json.loads(ann.read_text(encoding="utf-8"))["images"]
     if not images:
         return None
-    readings = PlateReader(model_dir).read_files([data_root / img["file_name"] for img in images])
+    reader = PlateReader(model_dir)
+    if detections is None:
+        readings = reader.read_files([data_root / img["file_name"] for img in images])
+    else:
+        readings = [read_arrays(*dets, **reader.thresholds) for dets in detections]
     breakdown = breakdown_from_coco(ann, data_root, readings)
     meta_path = model_dir / METADATA_FILE
     meta = json.loads(meta_path.read_text())

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from alpr import storage
 from alpr.model.breakdown import breakdown_from_coco
-from alpr.model.evaluation import evaluate_checkpoint
-from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, PlateReader
+from alpr.model.detection_map import detection_map
+from alpr.model.inference import PlateReader
 from alpr.model.metrics import PlateMetrics
-from alpr.model.reading import plate_texts
+from alpr.model.reading import plate_texts, read_arrays
 from alpr.model.report import ReportEntry, write_report
 from alpr.settings import Settings
 from alpr.steps.lineage import ModelLineage, TestResult, read_lineage
@@ -27,7 +27,9 @@ def test_step(
     """Read the ``split`` images with the selected model, write the HTML report (also published to
     ``<storage>/runs/<run_name>/report``), record the results and mark the run succeeded.
 
-    The metrics are Evaluate's (:func:`alpr.steps.evaluate.evaluate_step`) on this split: PLATE_SPEC's, mAP, and
+    The metrics are Evaluate's (:func:`alpr.steps.evaluate.evaluate_step`) on this split: PLATE_SPEC's, the COCO mAP
+    of the detections as the model serves them (:func:`alpr.model.detection_map.detection_map`: both stages, or the
+    zoom pass, at the model's reading settings), and
     from the breakdown by plate width, angle, layout and brightness (:func:`alpr.model.breakdown.breakdown_from_coco`,
     shown in the report and written beside it as :data:`alpr.model.report.BREAKDOWN_FILE`) ``recall`` and
     ``recall_width_<bucket>`` (``lt5``, ``5_10``, ``10_20``, ``ge20``; NaN for a bucket without plates). The
@@ -53,7 +55,8 @@ def test_step(
     images = json.loads(annotations.read_text())["images"]
     reader = PlateReader(model_dir)
     paths = [data_root / img["file_name"] for img in images]
-    readings = reader.read_files(paths) if paths else []
+    detections = reader.detect_files(paths) if paths else []
+    readings = [read_arrays(*dets, **reader.thresholds) for dets in detections]
     acc = PlateMetrics()
     entries, rows = [], []
     for img, path, reading in zip(images, paths, readings, strict=True):
@@ -66,9 +69,7 @@ def test_step(
             {"file_name": Path(img["file_name"]).name, "truth": truth_texts, "reading": reading, "exact": exact}
         )
     reading_metrics = acc.result()
-    detection = (
-        evaluate_checkpoint(model_dir / CONFIG_FILE, model_dir / CHECKPOINT_FILE, data_root, split) if images else {}
-    )
+    detection = detection_map(annotations, detections) if images else {}
     breakdown = breakdown_from_coco(annotations, data_root, readings) if images else None
     metrics = {
         **{k: detection[k] for k in ("mAP", "mAP_50") if k in detection},

@@ -12,6 +12,7 @@ from typing import Any
 
 from alpr import storage
 from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, PLATE_DETECTOR_DIR
+from alpr.model.reader_data import write_reader_dataset
 from alpr.model.training import Hyperparameters, build_config, build_plate_config, train
 from alpr.settings import Settings
 from alpr.steps.lineage import CandidatesLineage, DatasetLineage, read_lineage
@@ -62,10 +63,11 @@ def train_step(
 ) -> CandidatesLineage:
     """Train on the training version in ``data_root``; put candidate checkpoints + config into ``out_dir``.
 
-    With ``hp.plate_input_size`` set (the two-stage design), a plate detector is trained after the reader
-    (:func:`alpr.model.training.build_plate_config`); its best checkpoint by val ``mAP@0.5`` and its config go
-    to ``out_dir/plate_detector/`` (``model.pth``, ``config.py``), and Evaluate puts them into every model
-    directory.
+    With ``hp.plate_input_size`` set (the two-stage design), the reader trains on the crops of the readable plates
+    (:func:`alpr.model.reader_data.write_reader_dataset`, cut once into the work dir; crops at most twice the
+    input size), and a plate detector is trained after it (:func:`alpr.model.training.build_plate_config`) on the
+    whole frames; its best checkpoint by val ``mAP@0.5`` and its config go to ``out_dir/plate_detector/``
+    (``model.pth``, ``config.py``), and Evaluate puts them into every model directory.
 
     The hyperparameters are checked first (:func:`resolve_hyperparameters`), before any work. The mmengine work
     dir lives in the workspace cache (``<cache>/train/<run_name>``) so that a killed step resumes from its last
@@ -117,7 +119,14 @@ def _train(
 ) -> CandidatesLineage:
     data = read_lineage(data_root, DatasetLineage)
     work_dir = Path(settings.cache_dir) / "train" / run_name
-    cfg = build_config(data_root, work_dir, hp, config=config, num_workers=num_workers)
+    reader_root = data_root
+    if hp.plate_input_size:
+        reader = write_reader_dataset(
+            data_root, work_dir.with_name(f"{work_dir.name}.reader-data"), max_side=2 * hp.input_size
+        )
+        log.info("reader dataset %s: crops %s, plates left out %s", reader.root, reader.crops, reader.skipped)
+        reader_root = reader.root
+    cfg = build_config(reader_root, work_dir, hp, config=config, num_workers=num_workers)
     if extra_hooks:
         cfg.custom_hooks = [*cfg.get("custom_hooks", []), *extra_hooks]
     result = train(cfg)

@@ -74,7 +74,7 @@ def test_train(workspace, artifacts):
     train.python_func(
         dataset=artifacts["dataset"],
         run_name=RUN,
-        config="rtmdet_tiny_alpr.py",
+        config="rtmdet_tiny_reader_alpr.py",  # the two-stage reader, on the plates' crops
         weight_decay=0.05,
         seed=0,
         plate_input_size=256,  # the two-stage design: a plate detector at 256 px, trained on 128-px crops
@@ -111,6 +111,10 @@ def test_evaluate(workspace, artifacts):
     for name in ("config.py", "model.pth", "model.json", "plate_detector/config.py", "plate_detector/model.pth"):
         assert (Path(selected.path) / name).is_file()
         assert (Path(selected.metadata["model_uri"]) / name).is_file()
+    from alpr.model.crops import READER_GEOMETRY
+    from alpr.model.inference import PlateReader
+
+    assert PlateReader(Path(selected.path)).crop_geometry == READER_GEOMETRY  # read as it was trained
     model_json = json.loads((Path(selected.path) / "model.json").read_text())
     assert model_json["two_stage"] and list(model_json["threshold_sweep"]["by_zoom_below_px"]) == ["0"]
     lineage = json.loads((Path(selected.path) / "lineage.json").read_text())

@@ -41,3 +41,21 @@ def test_clipped_to_the_image():
 def test_no_crop(box, hw):
     assert zoom_crop(box, hw) is None
     assert MIN_CROP_PX == 8
+
+
+def test_reader_geometry_gives_the_plate_two_thirds_of_the_width():
+    from alpr.model.crops import READER_GEOMETRY
+
+    x0, y0, x1, y1 = zoom_crop((600, 400, 700, 420), (720, 1280), geometry=READER_GEOMETRY)
+    assert (x0, x1) == (575, 725)  # a quarter of the plate's width either side
+    assert abs((y1 - y0) - 150 * READER_GEOMETRY.min_aspect) <= 1
+
+
+def test_geometries_are_looked_up_by_name():
+    from alpr.model.crops import READER_GEOMETRY, ZOOM_GEOMETRY, CropGeometry, geometry
+
+    assert geometry("zoom") is ZOOM_GEOMETRY and geometry("reader") is READER_GEOMETRY
+    with pytest.raises(ValueError, match="known: zoom, reader"):
+        geometry("tiles")
+    with pytest.raises(ValueError, match="margin_x"):
+        CropGeometry(-0.1, 2.0, 0.5)

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 
 from alpr.model.evaluation import evaluate_checkpoint, select_best
@@ -126,3 +128,31 @@ def test_tune_reading_of_an_empty_split_changes_nothing(tmp_path):
     (tmp_path / "data" / "annotations").mkdir(parents=True)
     (tmp_path / "data" / "annotations" / "val.json").write_text(json.dumps({"images": [], "annotations": []}))
     assert tune_reading(tmp_path / "no-model", tmp_path / "data", "val") == ({}, {})
+
+
+def test_served_metrics_and_tuning_on_its_detections_agree_with_reading_again(
+    tiny_two_stage_model_dir, tiny_coco, tmp_path
+):
+    import json
+    import shutil
+
+    from alpr.model.evaluation import served_metrics, tune_reading
+    from alpr.model.inference import PlateReader
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_two_stage_model_dir, model_dir)
+    metrics, detections = served_metrics(model_dir, tiny_coco, "val")
+    assert {"mAP", "mAP_50", "eir", "plate_precision", "char_accuracy"} <= set(metrics)
+    images = json.loads((tiny_coco / "annotations" / "val.json").read_text())["images"]
+    assert len(detections) == len(images)
+    # The detections are what the model serves: reading them equals reading the files.
+    again = PlateReader(model_dir).detect_files([tiny_coco / img["file_name"] for img in images])
+    for (b1, l1, s1), (b2, l2, s2) in zip(detections, again, strict=True):
+        assert np.allclose(b1, b2) and (l1 == l2).all() and np.allclose(s1, s2)
+    fresh = tmp_path / "fresh"  # tune_reading rewrites the thresholds, which choose the plates a reader reads
+    shutil.copytree(tiny_two_stage_model_dir, fresh)
+    reused = tune_reading(model_dir, tiny_coco, "val", detections={0: detections})
+    settings, tuned = tune_reading(fresh, tiny_coco, "val")  # a two-stage model tunes only zoom 0
+    assert reused[0] == settings and reused[1] == pytest.approx(tuned, nan_ok=True)
+    with pytest.raises(ValueError, match="not one per image of val"):
+        tune_reading(model_dir, tiny_coco, "val", detections={0: detections[:-1]})

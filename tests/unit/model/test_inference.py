@@ -291,3 +291,15 @@ def test_overlapping_plates_are_one_plate_whatever_their_layout():
     scores = np.array([0.5, 0.39, 0.3, 0.6, float("nan")])
     assert suppress_overlapping_plates(boxes, scores).tolist() == [3, 0, 4]
     assert suppress_overlapping_plates(np.zeros((0, 4)), np.zeros(0)).tolist() == []
+
+
+def test_a_reader_reads_crops_of_the_geometry_it_was_trained_on():
+    from mmengine.config import Config
+
+    from alpr.model.crops import READER_GEOMETRY, ZOOM_GEOMETRY
+    from alpr.model.inference import trained_crop_geometry
+    from alpr.model.training import CONFIG_DIR
+
+    assert trained_crop_geometry(Config.fromfile(str(CONFIG_DIR / "rtmdet_tiny_reader_alpr.py"))) == READER_GEOMETRY
+    assert trained_crop_geometry(Config.fromfile(str(CONFIG_DIR / "rtmdet_tiny_alpr.py"))) == ZOOM_GEOMETRY
+    assert trained_crop_geometry(None) == ZOOM_GEOMETRY

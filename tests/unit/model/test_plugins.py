@@ -138,3 +138,28 @@ def test_plate_zoom_crop_rejects_bad_parameters(kwargs, field):
 
     with pytest.raises(ValueError, match=field):
         PlateZoomCrop(**kwargs)
+
+
+def test_plate_zoom_crop_central_takes_the_plate_nearest_the_centre_with_its_geometry():
+    from alpr.model.plugins import PlateZoomCrop
+
+    np.random.seed(0)
+    # 1280 x 720: the plate at 600-700 is central, the one at 50-150 is not; both are wide enough.
+    boxes = [[50, 50, 150, 80], [600, 350, 700, 380], [610, 355, 620, 375]]
+    transform = PlateZoomCrop(prob=1.0, geometry="reader", central=True, shift=0.0)
+    for _ in range(5):
+        out = transform(_crop_results(boxes, ["plate_one_line", "plate_one_line", "1"]))
+        got = out["gt_bboxes"].tensor.numpy()
+        assert [spec.CLASSES[i] for i in out["gt_bboxes_labels"]] == ["plate_one_line", "1"]
+        width = out["img"].shape[1]
+        # reader margins: 0.6-1.4 x 0.25 of the plate's width either side of it
+        assert 100 * 1.3 - 1 <= width <= 100 * 1.7 + 1
+        assert 0.15 * 100 - 1 <= got[0, 0] <= 0.35 * 100 + 1
+    assert "geometry='reader'" in repr(transform)
+
+
+def test_plate_zoom_crop_rejects_an_unknown_geometry():
+    from alpr.model.plugins import PlateZoomCrop
+
+    with pytest.raises(ValueError, match="unknown crop geometry 'tiles'"):
+        PlateZoomCrop(geometry="tiles")
