@@ -98,7 +98,8 @@ def run_local(args: argparse.Namespace) -> dict:
         settings, args.bootstrap_images, conditions=args.bootstrap_conditions
     ):
         print(
-            f"bootstrapped annotation version {BOOTSTRAP_VERSION} ({args.bootstrap_images} synthetic images, {args.bootstrap_conditions})"
+            f"bootstrapped annotation version {BOOTSTRAP_VERSION} "
+            f"({args.bootstrap_images} synthetic images, {args.bootstrap_conditions})"
         )
     pipeline_root = Path(settings.workspace) / "pipeline_root"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
@@ -180,7 +181,8 @@ def run_tuning(args: argparse.Namespace) -> int:
             settings, args.bootstrap_images, conditions=args.bootstrap_conditions
         ):
             print(
-                f"bootstrapped annotation version {BOOTSTRAP_VERSION} ({args.bootstrap_images} synthetic images, {args.bootstrap_conditions})"
+                f"bootstrapped annotation version {BOOTSTRAP_VERSION} "
+                f"({args.bootstrap_images} synthetic images, {args.bootstrap_conditions})"
             )
 
     return tuning_cli.run(args, settings, prepare_local=prepare_local)

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-
 import pytest
 
 from alpr.model.evaluation import evaluate_checkpoint, select_best
