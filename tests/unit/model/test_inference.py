@@ -225,8 +225,8 @@ def test_two_stage_reader_reads_every_plate_from_its_crop(tiny_two_stage_model_d
     calls = []
     run = reader._run
 
-    def spy(images, size=0, model=None):
-        out = run(images, size, model)
+    def spy(images, size=0, model=None, **kwargs):
+        out = run(images, size, model, **kwargs)
         calls.append((model is reader.plate_model, len(images), out))
         return out
 
@@ -303,3 +303,21 @@ def test_a_reader_reads_crops_of_the_geometry_it_was_trained_on():
     assert trained_crop_geometry(Config.fromfile(str(CONFIG_DIR / "rtmdet_tiny_reader_alpr.py"))) == READER_GEOMETRY
     assert trained_crop_geometry(Config.fromfile(str(CONFIG_DIR / "rtmdet_tiny_alpr.py"))) == ZOOM_GEOMETRY
     assert trained_crop_geometry(None) == ZOOM_GEOMETRY
+
+
+def test_crops_read_as_one_batch_match_crops_read_one_at_a_time(tiny_two_stage_model_dir, tiny_coco):
+    reader = PlateReader(tiny_two_stage_model_dir)
+    frames = [cv2.imread(str(p)) for p in sorted((tiny_coco / "images").glob("*.jpg"))[:3]]
+    # Crops of different sizes and aspects, as the plates of a frame give them.
+    crops = [frames[0][100:260, 50:400], frames[1][0:90, 0:160], frames[2][200:420, 300:500]]
+    one_by_one = reader._run(crops)
+    batched = reader._run(crops, batched=True)
+    assert len(batched) == len(crops)
+    for (b1, l1, s1), (b2, l2, s2), crop in zip(one_by_one, batched, crops, strict=True):
+        keep1, keep2 = s1 >= 0.05, s2 >= 0.05  # the config's score floor can let a borderline box in or out
+        assert keep1.sum() == keep2.sum() and (l1[keep1] == l2[keep2]).all()
+        assert (
+            np.abs(b1[keep1] - b2[keep2]).max(initial=0) <= 1.0 and np.abs(s1[keep1] - s2[keep2]).max(initial=0) <= 0.01
+        )
+        if len(b2):  # boxes in each crop's own pixels, not the padded batch's
+            assert b2[:, 2].max() <= crop.shape[1] + 1 and b2[:, 3].max() <= crop.shape[0] + 1

@@ -1,0 +1,164 @@
+"""The serving image as KServe runs it: the model server is the entry point, the model directory is mounted
+read-only, the root file system is read-only, the user is uid 10001, and PLATE_SPEC's V1 and V2 requests, the
+readiness routes and /metrics answer from outside the container on a loopback port. SIGTERM stops it (--init).
+
+The model is the tiny trained model of tests/conftest.py (``tiny_model_dir``): a real mmdetection model.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+
+import httpx
+import pytest
+from container_tools import IMAGE_UID, run, world_readable_copy
+from readings import check_reading
+
+from alpr.serving.server import MODEL_NAME
+
+#: Seconds the container may take from `podman run` to the model's readiness route answering 200.
+READY_TIMEOUT_S = 120
+#: Where the model directory is mounted, and the writable scratch the read-only root needs (docs/containers.md).
+MODEL_MOUNT = "/models/alpr"
+TMPFS = ["/tmp"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serving_command(podman: str, image: str, name: str, model_dir, port: int) -> list[str]:
+    """The `podman run` of the serving image: read-only root with tmpfs scratch, model read-only, loopback port."""
+    cmd = [podman, "run", "-d", "--name", name, "--init", "--read-only"]
+    for path in TMPFS:
+        cmd += ["--tmpfs", f"{path}:rw,mode=1777"]
+    return cmd + [
+        "-v", f"{model_dir}:{MODEL_MOUNT}:ro",
+        "-e", f"STORAGE_URI={MODEL_MOUNT}",
+        "-p", f"127.0.0.1:{port}:8080",
+        image,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def served(images, podman, tiny_model_dir, tiny_coco):
+    """The serving container on a free loopback port, ready; yields (client, container name, seconds to ready)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    shared = Path(tempfile.mkdtemp(prefix="alpr-serving-"))
+    shared.chmod(0o755)
+    model_dir = world_readable_copy(tiny_model_dir, shared / "model")
+    name = f"alpr-serving-test-{int(time.time())}"
+    port = _free_port()
+    started = time.monotonic()
+    run(serving_command(podman, images["serving"], name, model_dir, port))
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, trust_env=False)
+    try:
+        deadline = started + READY_TIMEOUT_S
+        while True:
+            state = run([podman, "inspect", "--format", "{{.State.Status}}", name], check=False).stdout.strip()
+            assert state == "running", f"container {state}:\n" + run([podman, "logs", name], check=False).stderr
+            try:
+                if client.get(f"/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                logs = run([podman, "logs", name], check=False)
+                pytest.fail(f"not ready after {READY_TIMEOUT_S} s:\n{logs.stdout[-2000:]}{logs.stderr[-3000:]}")
+            time.sleep(0.25)
+        yield client, name, time.monotonic() - started
+    finally:
+        client.close()
+        run([podman, "rm", "-f", "-t", "5", name], check=False)
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny_coco):
+    """Two real images of the tiny data set, base64."""
+    files = sorted((tiny_coco / "images").glob("*.jpg"))[:2]
+    return [base64.b64encode(f.read_bytes()).decode("ascii") for f in files]
+
+
+def _post(client: httpx.Client, path: str, body: dict) -> httpx.Response:
+    return client.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
+
+
+def test_runs_as_10001_on_a_read_only_root_with_the_model_read_only(served, podman):
+    _, name, seconds = served
+    print(f"serving container ready in {seconds:.1f} s (tiny model)")
+    info = json.loads(run([podman, "inspect", name]).stdout)[0]
+    assert info["HostConfig"]["ReadonlyRootfs"] is True
+    (mount,) = [m for m in info["Mounts"] if m["Destination"] == MODEL_MOUNT]
+    assert mount["RW"] is False
+    assert run([podman, "exec", name, "id", "-u"]).stdout.strip() == str(IMAGE_UID)
+    pid1 = run([podman, "exec", name, "cat", "/proc/1/cmdline"]).stdout
+    assert "init" in pid1  # --init: a real init forwards SIGTERM to the server
+    assert run([podman, "exec", name, "touch", "/app/x"], check=False).returncode != 0  # read-only root
+    assert run([podman, "exec", name, "touch", f"{MODEL_MOUNT}/x"], check=False).returncode != 0  # read-only model
+
+
+def test_readiness_routes(served):
+    client, _, _ = served
+    assert client.get("/").json() == {"status": "alive"}
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get(f"/v1/models/{MODEL_NAME}").json() == {"name": MODEL_NAME, "ready": True}
+    assert client.get(f"/v2/models/{MODEL_NAME}/ready").json() == {"name": MODEL_NAME, "ready": True}
+    meta = client.get(f"/v2/models/{MODEL_NAME}").json()
+    assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+
+
+def test_v1_predict(served, encoded):
+    client, _, _ = served
+    r = _post(client, f"/v1/models/{MODEL_NAME}:predict", {"instances": [{"image_bytes": {"b64": e}} for e in encoded]})
+    assert r.status_code == 200, r.text
+    predictions = r.json()["predictions"]
+    assert len(predictions) == 2
+    for reading in predictions:
+        check_reading(reading)
+
+
+def test_v2_infer(served, encoded):
+    client, _, _ = served
+    body = {"id": "c-1", "inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": encoded}]}
+    r = _post(client, f"/v2/models/{MODEL_NAME}/infer", body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["id"] == "c-1" and out["model_name"] == MODEL_NAME
+    (output,) = out["outputs"]
+    assert (output["name"], output["datatype"], output["shape"]) == ("plates", "BYTES", [2])
+    for text in output["data"]:
+        check_reading(json.loads(text))
+
+
+def test_bad_request_is_400(served):
+    client, _, _ = served
+    r = _post(client, f"/v1/models/{MODEL_NAME}:predict", {"instances": [{"image_bytes": {"b64": "not base64!"}}]})
+    assert r.status_code == 400 and "instance 0: not valid base64" in r.json()["error"]
+
+
+def test_metrics(served, encoded):
+    client, _, _ = served
+    assert _post(client, f"/v1/models/{MODEL_NAME}:predict", {"instances": [{"image_bytes": {"b64": encoded[0]}}]})
+    text = client.get("/metrics").text
+    for metric in ("request_preprocess_seconds", "request_predict_seconds", "request_postprocess_seconds"):
+        assert f'{metric}_count{{model_name="{MODEL_NAME}"}}' in text, metric
+
+
+def test_sigterm_stops_the_server(images, podman, tiny_model_dir, served):
+    """`podman stop` sends SIGTERM: the server exits by itself, well before the kill after 20 s (exit 137)."""
+    _, name, _ = served
+    started = time.monotonic()
+    run([podman, "stop", "-t", "20", name])
+    seconds = time.monotonic() - started
+    code = run([podman, "inspect", "--format", "{{.State.ExitCode}}", name]).stdout.strip()
+    assert code != "137" and seconds < 20, (code, seconds)
