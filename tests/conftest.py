@@ -19,6 +19,7 @@ import contextlib
 import uuid
 
 import pytest
+from tiny_models import TINY_HP  # tests/ is on the pythonpath (pyproject.toml)
 
 #: The MySQL/MariaDB server the metadata tests use; each test gets a fresh database on it.
 MYSQL_TEST_URL = os.environ.get("ALPR_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -159,10 +160,6 @@ def tiny_coco(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_coco")
     write_coco_dataset(report.files, root, seed=0, fractions=(0.6, 0.2, 0.2))
     return root
-
-
-#: Hyperparameters of the tiny test model: seconds of CPU training, not a useful reader.
-TINY_HP = dict(lr=0.004, epochs=2, batch_size=4, input_size=128, val_interval=1)
 
 
 @pytest.fixture(scope="session")

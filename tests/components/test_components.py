@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY_HP
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+from tiny_models import TINY_HP
 
 from alpr.data.synth import synthesize
 from alpr.data.versions import register_annotation_version

@@ -8,7 +8,7 @@ import math
 import tokenize
 
 import pytest
-from conftest import TINY_HP
+from tiny_models import TINY_HP
 
 from alpr import spec
 from alpr.defaults import TRAINING_DEFAULTS
