@@ -161,9 +161,9 @@ def test_zoom_choices_share_one_first_pass_and_equal_separate_calls(reader, tiny
     calls = []
     run = reader._run
 
-    def run_with_plates(images, size=0):
+    def run_with_plates(images, size=0, model=None, **kwargs):
         calls.append(len(images))
-        out = run(images, size)
+        out = run(images, size, model, **kwargs)
         added = []
         for img, (b, found, sc) in zip(images, out):
             truth = frames.get(hashlib.sha256(img.tobytes()).hexdigest(), [])  # a crop has none
