@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 from container_tools import IMAGE_UID, run, world_readable_copy
-from readings import check_reading
+from readings import check_v1_predictions, check_v2_plates, post_json, v1_body, v2_body
 
 from alpr.serving.server import MODEL_NAME
 
@@ -88,10 +88,6 @@ def encoded(tiny_coco):
     return [base64.b64encode(f.read_bytes()).decode("ascii") for f in files]
 
 
-def _post(client: httpx.Client, path: str, body: dict) -> httpx.Response:
-    return client.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
-
-
 def test_runs_as_10001_on_a_read_only_root_with_the_model_read_only(served, podman):
     _, name, seconds = served
     print(f"serving container ready in {seconds:.1f} s (tiny model)")
@@ -119,36 +115,24 @@ def test_readiness_routes(served):
 
 def test_v1_predict(served, encoded):
     client, _, _ = served
-    r = _post(client, f"/v1/models/{MODEL_NAME}:predict", {"instances": [{"image_bytes": {"b64": e}} for e in encoded]})
-    assert r.status_code == 200, r.text
-    predictions = r.json()["predictions"]
-    assert len(predictions) == 2
-    for reading in predictions:
-        check_reading(reading)
+    check_v1_predictions(post_json(client, f"/v1/models/{MODEL_NAME}:predict", v1_body(*encoded)), 2)
 
 
 def test_v2_infer(served, encoded):
     client, _, _ = served
-    body = {"id": "c-1", "inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": encoded}]}
-    r = _post(client, f"/v2/models/{MODEL_NAME}/infer", body)
-    assert r.status_code == 200, r.text
-    out = r.json()
-    assert out["id"] == "c-1" and out["model_name"] == MODEL_NAME
-    (output,) = out["outputs"]
-    assert (output["name"], output["datatype"], output["shape"]) == ("plates", "BYTES", [2])
-    for text in output["data"]:
-        check_reading(json.loads(text))
+    r = post_json(client, f"/v2/models/{MODEL_NAME}/infer", v2_body(encoded, request_id="c-1"))
+    check_v2_plates(r, 2, request_id="c-1", model_name=MODEL_NAME)
 
 
 def test_bad_request_is_400(served):
     client, _, _ = served
-    r = _post(client, f"/v1/models/{MODEL_NAME}:predict", {"instances": [{"image_bytes": {"b64": "not base64!"}}]})
+    r = post_json(client, f"/v1/models/{MODEL_NAME}:predict", v1_body("not base64!"))
     assert r.status_code == 400 and "instance 0: not valid base64" in r.json()["error"]
 
 
 def test_metrics(served, encoded):
     client, _, _ = served
-    assert _post(client, f"/v1/models/{MODEL_NAME}:predict", {"instances": [{"image_bytes": {"b64": encoded[0]}}]})
+    assert post_json(client, f"/v1/models/{MODEL_NAME}:predict", v1_body(encoded[0]))
     text = client.get("/metrics").text
     for metric in ("request_preprocess_seconds", "request_predict_seconds", "request_postprocess_seconds"):
         assert f'{metric}_count{{model_name="{MODEL_NAME}"}}' in text, metric

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, RequestedOutput
-from readings import check_reading
+from readings import check_reading, check_v1_predictions, check_v2_plates, post_json, v1_body, v2_body
 
 from alpr.serving import server as serving
 from alpr.serving.server import ALPRModel, DecodedBatch
@@ -38,10 +38,6 @@ def _b64(data: bytes) -> str:
 
 def _run(coro):
     return asyncio.run(coro)
-
-
-def _v1(*encoded) -> dict:
-    return {"instances": [{"image_bytes": {"b64": e}} for e in encoded]}
 
 
 def _v2(data, *, name="image", datatype="BYTES", shape=None, outputs=None) -> InferRequest:
@@ -93,26 +89,26 @@ def test_load_failure_leaves_model_not_ready(tmp_path):
 def test_predict_before_load_is_an_inference_error(images, tmp_path):
     m = ALPRModel(model_uri=str(tmp_path), cache_dir=tmp_path)
     with pytest.raises(InferenceError, match="not loaded"):
-        _run(m.predict(_v1(_b64(images["jpeg"]))))
+        _run(m.predict(v1_body(_b64(images["jpeg"]))))
 
 
 def test_v1_predict_jpeg_and_png(model, images):
-    result = _run(model.predict(_v1(_b64(images["jpeg"]), _b64(images["png"]))))
+    result = _run(model.predict(v1_body(_b64(images["jpeg"]), _b64(images["png"]))))
     assert set(result) == {"predictions"} and len(result["predictions"]) == 2
     for reading in result["predictions"]:
         check_reading(reading)
     # the same image alone gives the same reading: order is kept and instances do not mix
-    alone = _run(model.predict(_v1(_b64(images["png"]))))["predictions"][0]
+    alone = _run(model.predict(v1_body(_b64(images["png"]))))["predictions"][0]
     assert [p["text"] for p in alone["plates"]] == [p["text"] for p in result["predictions"][1]["plates"]]
 
 
 def test_full_kserve_call_chain_v1(model, images):
-    response, headers = _run(model(_v1(_b64(images["jpeg"]))))  # preprocess -> validate -> predict -> postprocess
+    response, headers = _run(model(v1_body(_b64(images["jpeg"]))))  # preprocess -> validate -> predict -> postprocess
     assert len(response["predictions"]) == 1 and headers == {}
 
 
 def test_preprocess_decodes_to_bgr(model, images):
-    batch = _run(model.preprocess(_v1(_b64(images["png"]), _b64(images["jpeg"]))))
+    batch = _run(model.preprocess(v1_body(_b64(images["png"]), _b64(images["jpeg"]))))
     assert isinstance(batch, DecodedBatch) and batch.protocol == "v1" and len(batch.images) == 2
     assert np.array_equal(batch.images[0], images["png_bgr"])  # PNG is lossless: exactly the BGR array encoded
     assert all(img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 for img in batch.images)
@@ -129,7 +125,7 @@ def test_v2_predict(model, images):
         check_reading(reading)
     rest, _ = response.to_rest()  # what kserve sends: JSON strings in "data"
     assert rest["outputs"][0]["data"] == output.data
-    v1 = _run(model.predict(_v1(_b64(images["jpeg"]), _b64(images["png"]))))["predictions"]
+    v1 = _run(model.predict(v1_body(_b64(images["jpeg"]), _b64(images["png"]))))["predictions"]
     assert readings == v1  # both protocols read the same
 
 
@@ -153,7 +149,7 @@ def test_model_pickles_for_worker_processes(model, images):
     while not copy.ready and time.monotonic() < deadline:
         time.sleep(0.1)
     assert copy.ready and copy.reader is not None and copy.reader is not model.reader
-    assert len(_run(copy.predict(_v1(_b64(images["jpeg"]))))["predictions"]) == 1
+    assert len(_run(copy.predict(v1_body(_b64(images["jpeg"]))))["predictions"]) == 1
 
 
 def _bad_v1_cases(img: str, fake_png_header, fake_jpeg_header) -> list:
@@ -164,23 +160,23 @@ def _bad_v1_cases(img: str, fake_png_header, fake_jpeg_header) -> list:
         ({}, 'missing "instances"'),
         ({"instances": {"image_bytes": {"b64": img}}}, '"instances" must be a list'),
         ({"instances": []}, "empty request"),
-        (_v1(*[img] * 33), "too many instances: 33 .* limit is 32"),
+        (v1_body(*[img] * 33), "too many instances: 33 .* limit is 32"),
         ({"instances": [{"image_bytes": {"b64": img}}, {"b64": img}]}, 'instance 1: missing "image_bytes"'),
         ({"instances": [{"image_bytes": {"b64": img}}, "just a string"]}, 'instance 1: missing "image_bytes"'),
         ({"instances": [{"image_bytes": {"b64": img}}, {"image_bytes": {}}]}, 'instance 1: .*no "b64"'),
-        (_v1(img, 12345), "instance 1: expected a base64 string, got int"),
-        (_v1(img, "not base64 at all!"), "instance 1: not valid base64"),
-        (_v1(img, "é"), "instance 1: not valid base64"),
-        (_v1(img, ""), "instance 1: empty image data"),
-        (_v1(img, _b64(b"hello, this is text")), "instance 1: not a JPEG or PNG image"),
-        (_v1(img, _b64(b"BM" + bytes(100))), "instance 1: not a JPEG or PNG image"),
-        (_v1(img, _b64(fake_png_header(10_000, 5_000))), r"instance 1: image is 10000x5000 = 50.0 MP, over"),
-        (_v1(img, _b64(fake_jpeg_header(8_000, 6_000))), r"instance 1: image is 8000x6000 = 48.0 MP, over"),
-        (_v1(img, _b64(fake_png_header(0, 10))), "instance 1: PNG header gives an empty size"),
-        (_v1(img, _b64(b"\x89PNG\r\n\x1a\n")), "instance 1: truncated or corrupt PNG header"),
-        (_v1(img, _b64(b"\xff\xd8\xff\xd9")), "instance 1: truncated or corrupt JPEG header"),
-        (_v1(img, _b64(fake_png_header(64, 64))), "instance 1: not a decodable PNG"),
-        (_v1(img, _b64(fake_jpeg_header(64, 64))), "instance 1: not a decodable JPEG"),
+        (v1_body(img, 12345), "instance 1: expected a base64 string, got int"),
+        (v1_body(img, "not base64 at all!"), "instance 1: not valid base64"),
+        (v1_body(img, "é"), "instance 1: not valid base64"),
+        (v1_body(img, ""), "instance 1: empty image data"),
+        (v1_body(img, _b64(b"hello, this is text")), "instance 1: not a JPEG or PNG image"),
+        (v1_body(img, _b64(b"BM" + bytes(100))), "instance 1: not a JPEG or PNG image"),
+        (v1_body(img, _b64(fake_png_header(10_000, 5_000))), r"instance 1: image is 10000x5000 = 50.0 MP, over"),
+        (v1_body(img, _b64(fake_jpeg_header(8_000, 6_000))), r"instance 1: image is 8000x6000 = 48.0 MP, over"),
+        (v1_body(img, _b64(fake_png_header(0, 10))), "instance 1: PNG header gives an empty size"),
+        (v1_body(img, _b64(b"\x89PNG\r\n\x1a\n")), "instance 1: truncated or corrupt PNG header"),
+        (v1_body(img, _b64(b"\xff\xd8\xff\xd9")), "instance 1: truncated or corrupt JPEG header"),
+        (v1_body(img, _b64(fake_png_header(64, 64))), "instance 1: not a decodable PNG"),
+        (v1_body(img, _b64(fake_jpeg_header(64, 64))), "instance 1: not a decodable JPEG"),
     ]
 
 
@@ -188,7 +184,7 @@ def test_bad_v1_inputs_raise_invalid_input(model, images, fake_png_header, fake_
     img = _b64(images["jpeg"])
     truncated = _b64(images["jpeg"][: len(images["jpeg"]) // 2])
     cases = _bad_v1_cases(img, fake_png_header, fake_jpeg_header)
-    for payload, message in cases + [(_v1(img, truncated), "instance 1: not a decodable JPEG")]:
+    for payload, message in cases + [(v1_body(img, truncated), "instance 1: not a decodable JPEG")]:
         with pytest.raises(InvalidInput, match=message):
             _run(model.predict(payload))
     assert model.ready  # a bad request changes nothing
@@ -225,11 +221,11 @@ def test_limits_are_configurable(images, tmp_path):
     """Validation needs no loaded model: the limits apply in preprocess."""
     m = ALPRModel(model_uri=str(tmp_path), cache_dir=tmp_path, max_instances=2, max_pixels=100, max_image_bytes=10**6)
     with pytest.raises(InvalidInput, match="too many instances: 3 .* limit is 2"):
-        _run(m.preprocess(_v1(*["x"] * 3)))
+        _run(m.preprocess(v1_body(*["x"] * 3)))
     with pytest.raises(InvalidInput, match=r"instance 0: image is \d+x\d+ = .* over the limit of 0.0 MP"):
-        _run(m.preprocess(_v1(_b64(images["png"]))))
+        _run(m.preprocess(v1_body(_b64(images["png"]))))
     with pytest.raises(InvalidInput, match="instance 0: encoded image is about .* over the limit of 1.0 MB"):
-        _run(m.preprocess(_v1("A" * 2_000_000)))
+        _run(m.preprocess(v1_body("A" * 2_000_000)))
     with pytest.raises(ValueError):
         ALPRModel(max_instances=0)
 
@@ -291,15 +287,6 @@ def server(tiny_model_dir, tmp_path_factory):
             proc.wait(timeout=10)
 
 
-def _post(client: httpx.Client, path: str, body) -> httpx.Response:
-    return client.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
-
-
-def _v2_body(data, **overrides) -> dict:
-    inp = {"name": "image", "datatype": "BYTES", "shape": [len(data)], "data": data, **overrides}
-    return {"id": "live-1", "inputs": [inp]}
-
-
 def test_live_health_and_readiness(server):
     assert server.get("/").json() == {"status": "alive"}
     assert server.get("/v2/health/live").json() == {"live": True}
@@ -313,32 +300,21 @@ def test_live_health_and_readiness(server):
 
 
 def test_live_v1(server, images):
-    r = _post(server, "/v1/models/alpr:predict", _v1(_b64(images["jpeg"]), _b64(images["png"])))
-    assert r.status_code == 200, r.text
-    predictions = r.json()["predictions"]
-    assert len(predictions) == 2
-    for reading in predictions:
-        check_reading(reading)
+    r = post_json(server, "/v1/models/alpr:predict", v1_body(_b64(images["jpeg"]), _b64(images["png"])))
+    check_v1_predictions(r, 2)
 
 
 def test_live_v2(server, images):
-    r = _post(server, "/v2/models/alpr/infer", _v2_body([_b64(images["jpeg"]), _b64(images["png"])]))
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["id"] == "live-1" and body["model_name"] == "alpr"
-    (output,) = body["outputs"]
-    assert (output["name"], output["datatype"], output["shape"]) == ("plates", "BYTES", [2])
-    assert all(isinstance(text, str) for text in output["data"])
-    for text in output["data"]:
-        check_reading(json.loads(text))
+    r = post_json(server, "/v2/models/alpr/infer", v2_body([_b64(images["jpeg"]), _b64(images["png"])]))
+    check_v2_plates(r, 2)
 
 
 def test_live_bad_requests_get_400_naming_the_instance_and_the_server_stays_up(server, images, fake_png_header):
     img = _b64(images["jpeg"])
     bad = [
-        ("/v1/models/alpr:predict", _v1(img, "not base64!"), "instance 1: not valid base64"),
-        ("/v1/models/alpr:predict", _v1(img, _b64(b"plain text")), "instance 1: not a JPEG or PNG image"),
-        ("/v1/models/alpr:predict", _v1(img, img, _b64(fake_png_header(10_000, 10_000))), "instance 2: image is"),
+        ("/v1/models/alpr:predict", v1_body(img, "not base64!"), "instance 1: not valid base64"),
+        ("/v1/models/alpr:predict", v1_body(img, _b64(b"plain text")), "instance 1: not a JPEG or PNG image"),
+        ("/v1/models/alpr:predict", v1_body(img, img, _b64(fake_png_header(10_000, 10_000))), "instance 2: image is"),
         (
             "/v1/models/alpr:predict",
             {"instances": [{"image_bytes": {"b64": img}}, {}]},
@@ -346,29 +322,29 @@ def test_live_bad_requests_get_400_naming_the_instance_and_the_server_stays_up(s
         ),
         ("/v1/models/alpr:predict", {"images": []}, 'missing "instances"'),
         ("/v1/models/alpr:predict", {"instances": []}, "empty request"),
-        ("/v2/models/alpr/infer", _v2_body([img, "AAAA"]), "instance 1: not a JPEG or PNG image"),
-        ("/v2/models/alpr/infer", _v2_body([img], datatype="FP32"), "datatype must be BYTES"),
-        ("/v2/models/alpr/infer", _v2_body([img], name="img"), 'exactly one input named "image"'),
-        ("/v2/models/alpr/infer", _v2_body([img], shape=[2]), r"shape must be \[N\]"),
-        ("/v2/models/alpr/infer", _v2_body([]), "empty request"),
+        ("/v2/models/alpr/infer", v2_body([img, "AAAA"]), "instance 1: not a JPEG or PNG image"),
+        ("/v2/models/alpr/infer", v2_body([img], datatype="FP32"), "datatype must be BYTES"),
+        ("/v2/models/alpr/infer", v2_body([img], name="img"), 'exactly one input named "image"'),
+        ("/v2/models/alpr/infer", v2_body([img], shape=[2]), r"shape must be \[N\]"),
+        ("/v2/models/alpr/infer", v2_body([]), "empty request"),
     ]
     for path, body, message in bad:
-        r = _post(server, path, body)
+        r = post_json(server, path, body)
         assert r.status_code == 400, (body, r.status_code, r.text)
         assert re.search(message, r.json()["error"]), (message, r.json())
     # a body that is not JSON at all
     r = server.post("/v1/models/alpr:predict", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
-    r = server.post("/v1/models/alpr:predict", content=json.dumps(_v1(img)), headers={"Content-Type": "text/plain"})
+    r = server.post("/v1/models/alpr:predict", content=json.dumps(v1_body(img)), headers={"Content-Type": "text/plain"})
     assert r.status_code == 400 and "Content-Type: application/json" in r.json()["error"]
     # still answering, with the right readings
-    r = _post(server, "/v1/models/alpr:predict", _v1(img))
+    r = post_json(server, "/v1/models/alpr:predict", v1_body(img))
     assert r.status_code == 200 and len(r.json()["predictions"]) == 1
     assert server.get("/v2/health/live").status_code == 200
 
 
 def test_live_metrics(server, images):
-    assert _post(server, "/v1/models/alpr:predict", _v1(_b64(images["png"]))).status_code == 200
+    assert post_json(server, "/v1/models/alpr:predict", v1_body(_b64(images["png"]))).status_code == 200
     text = server.get("/metrics").text
     for name in ("request_preprocess_seconds", "request_predict_seconds", "request_postprocess_seconds"):
         assert f'{name}_count{{model_name="alpr"}}' in text, name
