@@ -116,7 +116,7 @@ class PlateReader:
         self.model_dir = Path(model_dir)
         meta_path = self.model_dir / METADATA_FILE
         self.metadata = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        thresholds = {**DEFAULT_THRESHOLDS, **self.metadata.get("thresholds", {})}
+        thresholds = model_thresholds(self.metadata)
         if plate_score_thr is not None:
             thresholds["plate_score_thr"] = plate_score_thr
         if char_score_thr is not None:
@@ -358,6 +358,12 @@ class PlateReader:
 
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def model_thresholds(metadata: dict) -> dict[str, float]:
+    """The reading thresholds of a model directory: those its ``model.json`` (``metadata``) chose on val over
+    :data:`DEFAULT_THRESHOLDS` (``plate_score_thr``, ``char_score_thr``)."""
+    return {**DEFAULT_THRESHOLDS, **metadata.get("thresholds", {})}
 
 
 #: Two plate boxes overlapping this much (IoU), or one covering this share of the smaller one, are one plate:

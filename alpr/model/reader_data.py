@@ -65,8 +65,9 @@ class ReaderDataset:
 
 def _crop_annotations(
     anns: list[dict], crop: tuple[int, int, int, int], scale: float, min_visible: float
-) -> list[tuple[list[float], int, float]]:
-    """The annotations inside ``crop``, as ``(xyxy in the scaled crop, category_id, visible area share)``."""
+) -> list[tuple[list[float], int]]:
+    """The annotations that keep at least ``min_visible`` of their area inside ``crop``, as ``(xyxy clipped to the
+    crop, in its scaled pixels, category_id)``."""
     x0, y0, x1, y1 = crop
     out = []
     for ann in anns:
@@ -81,7 +82,7 @@ def _crop_annotations(
         if visible < min_visible:
             continue
         box = [(cx1 - x0) * scale, (cy1 - y0) * scale, (cx2 - x0) * scale, (cy2 - y0) * scale]
-        out.append((box, int(ann["category_id"]), visible))
+        out.append((box, int(ann["category_id"])))
     return out
 
 
@@ -188,7 +189,7 @@ def write_reader_dataset(
                 if split != "train":
                     entry["plates"] = _plates_inside(record.get("plates", []), crop, scale)
                 images.append(entry)
-                for box, category, _visible in _crop_annotations(anns, crop, scale, MIN_VISIBLE):
+                for box, category in _crop_annotations(anns, crop, scale, MIN_VISIBLE):
                     w, h = box[2] - box[0], box[3] - box[1]
                     annotations.append(
                         {

@@ -11,7 +11,15 @@ from pathlib import Path
 from alpr import storage
 from alpr.model.breakdown import Breakdown, breakdown_from_coco, format_breakdown
 from alpr.model.evaluation import ZOOM_CHOICES, evaluate_checkpoint, select_best, served_metrics, tune_reading
-from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE, Detections, PlateReader, write_model_dir
+from alpr.model.inference import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METADATA_FILE,
+    Detections,
+    PlateReader,
+    model_thresholds,
+    write_model_dir,
+)
 from alpr.model.reading import read_arrays
 from alpr.settings import Settings
 from alpr.steps.lineage import CandidatesLineage, ModelLineage, read_lineage
@@ -170,14 +178,13 @@ def val_breakdown(
     images = json.loads(ann.read_text(encoding="utf-8"))["images"]
     if not images:
         return None
-    reader = PlateReader(model_dir)
-    if detections is None:
-        readings = reader.read_files([data_root / img["file_name"] for img in images])
-    else:
-        readings = [read_arrays(*dets, **reader.thresholds) for dets in detections]
-    breakdown = breakdown_from_coco(ann, data_root, readings)
     meta_path = model_dir / METADATA_FILE
     meta = json.loads(meta_path.read_text())
+    if detections is None:
+        readings = PlateReader(model_dir).read_files([data_root / img["file_name"] for img in images])
+    else:  # no model to load: the detections are read with the thresholds its model.json holds
+        readings = [read_arrays(*dets, **model_thresholds(meta)) for dets in detections]
+    breakdown = breakdown_from_coco(ann, data_root, readings)
     meta[BREAKDOWN_KEY] = {"split": split, **breakdown.to_json()}
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     log.info("%s breakdown of %s:\n%s", split, model_dir, format_breakdown(breakdown))
