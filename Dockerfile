@@ -4,8 +4,9 @@
 #   components  the `alpr` library with torch (CPU), mmcv 2.1.0 built with its ops, mmdet 3.3.0, kfp, kserve, DVC;
 #               every KFP component of the pipeline runs in it (components/__init__.py COMPONENT_IMAGE), and so do
 #               the TensorBoard Deployment and the dataset bootstrap Job of manifests/ and charts/alpr/
-#   serving     the same environment; runs the KServe model server:
-#               python -m alpr.serving --model "$STORAGE_URI" --http-port 8080  (extra arguments are appended)
+#   serving     the same environment; runs the KServe model server `python -m alpr.serving`, port 8080, with
+#               KServe's arguments (a ServingRuntime's --model_name=NAME --model_dir=/mnt/models --http_port=8080)
+#               or, without --model/--model_dir, the model in $STORAGE_URI (`podman run -e STORAGE_URI=/models`)
 #
 #   docker build --target components -t ghcr.io/alpr-kubeflow/alpr-components:0.1.0-python3.11 .
 #   docker build --target serving    -t ghcr.io/alpr-kubeflow/alpr-serving:0.1.0-python3.11 .
@@ -152,9 +153,13 @@ LABEL org.opencontainers.image.title="alpr-serving" \
       org.opencontainers.image.source="https://github.com/alpr-kubeflow/alpr-kubeflow" \
       org.opencontainers.image.revision="${VCS_REF}" \
       org.opencontainers.image.licenses="Apache-2.0"
-# The model to serve: a model folder, a gs:// URI or `latest` (the newest selected model in the metadata store).
+# The model to serve when the arguments name none (no --model, no --model_dir): a model folder, a gs:// URI or
+# `latest` (the newest selected model in the metadata store).
 ENV STORAGE_URI=latest
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/v2/health/live', timeout=4)"]
-ENTRYPOINT ["/bin/sh", "-c", "exec python -m alpr.serving --model \"$STORAGE_URI\" --http-port 8080 \"$@\"", "alpr-serving"]
+# Arguments are the server's (python -m alpr.serving --help): a ServingRuntime's or InferenceService's args
+# replace CMD; --model > --model_dir > $STORAGE_URI picks the model.
+ENTRYPOINT ["python", "-m", "alpr.serving"]
+CMD ["--http_port=8080"]

@@ -52,6 +52,10 @@ class _Parameters(Mapping[str, object]):
 class TrainingDefaults(_Parameters):
     """Record, Train and Evaluate parameters and their defaults (each a pipeline parameter of the same name).
 
+    The ``Attributes:`` here and in :class:`DeployDefaults` and :class:`TuningDefaults` are the parameters'
+    descriptions: in the compiled pipeline (the KFP UI's run form) and in ``--help``
+    (``pipelines.parameters.parameter_descriptions``). Describe every field, in one sentence or two.
+
     Attributes:
         annotation_version: the annotation version Record splits.
         train_fraction: share of the images in the train split (the three fractions sum to 1).
@@ -100,11 +104,13 @@ class DeployDefaults(_Parameters):
     """The pipeline parameters of its Deploy step and their defaults.
 
     Attributes:
-        deploy_target: ``local`` or ``kubernetes``; empty: ``$ALPR_DEPLOY_TARGET`` (default ``local``).
+        deploy_target: ``auto``, ``local`` or ``kubernetes`` (``alpr.kubeflow.kserve.DEPLOY_TARGETS``; ``""`` is
+            read as ``auto``). ``auto``: ``$ALPR_DEPLOY_TARGET`` when set, else ``kubernetes`` in a pod of a
+            cluster (``KUBERNETES_SERVICE_HOST`` set), else ``local`` (``alpr.kubeflow.kserve.resolve_target``).
         min_eir_improvement: how much the new model's test EIR must beat the served model's by (0: strictly higher).
     """
 
-    deploy_target: str = ""
+    deploy_target: str = "auto"
     min_eir_improvement: float = 0.0
 
 

@@ -9,7 +9,6 @@ from components import COMPONENT_IMAGE
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def deploy(
     model: Input[Model],
-    run_name: str,
     deploy_target: str,
     min_eir_improvement: float,
     decision: Output[Markdown],
@@ -17,15 +16,17 @@ def deploy(
 ) -> str:
     """Compare the selected model's test EIR with the served model's and deploy it if it is higher.
 
-    On a cluster (target ``kubernetes``) the KServe InferenceService is created or patched through the Kubernetes
-    API; locally the decision is recorded and the ``make serve`` command for the model is shown. The decision and
-    its reason are recorded in the metadata store (``deployments``). A failed deployment is recorded as ``failed``
-    and fails the task.
+    On a cluster (target ``kubernetes``; ``auto``, the default, chooses it inside a pod) the KServe
+    InferenceService is created, or its ``storageUri`` patched, through the Kubernetes API; locally the decision is
+    recorded and the ``make serve`` command for the model is shown. The decision and
+    its reason are recorded in the metadata store (``deployments``), with the task's run (``ALPR_RUN_NAME``). A
+    failed deployment is recorded as ``failed`` and fails the task.
 
     Args:
         model: Evaluate's selected model (run after Test, which records its test EIR).
-        run_name: the pipeline run's name.
-        deploy_target: ``local`` or ``kubernetes``; empty: ``$ALPR_DEPLOY_TARGET`` (default ``local``).
+        deploy_target: ``auto``, ``local`` or ``kubernetes`` (``alpr.kubeflow.kserve.DEPLOY_TARGETS``; ``""``:
+            ``auto``). ``auto``: ``$ALPR_DEPLOY_TARGET`` when set, else ``kubernetes`` in a cluster's pod, else
+            ``local``.
         min_eir_improvement: how much higher the new EIR must be than the served one (0: strictly higher).
         decision: Markdown: the decision, its reason, both EIR figures, the InferenceService or serve command.
         metrics: ``deploy_new_eir``, ``deploy_served_eir`` (when a model was served) and ``deployed`` (1 or 0).
@@ -38,12 +39,14 @@ def deploy(
     from alpr import logs
     from alpr.settings import load_settings
     from alpr.steps.deploy import decision_markdown, deploy_step
+    from alpr.steps.runs import current_run
 
     logs.setup()
+    settings = load_settings()
     out = deploy_step(
-        load_settings(),
+        settings,
         model_dir=Path(model.path),
-        run_name=run_name,
+        run_name=current_run(settings),
         target=deploy_target,
         min_improvement=min_eir_improvement,
     )

@@ -10,7 +10,6 @@ from components import COMPONENT_IMAGE
 def evaluate(
     dataset: Input[Dataset],
     candidates: Input[Model],
-    run_name: str,
     selection_metric: str,
     selected_model: Output[Model],
     metrics: Output[Metrics],
@@ -22,12 +21,12 @@ def evaluate(
     ``_5_10``, ``_10_20``, ``_ge20``: plates < 5 %, 5-10 %, 10-20 %, >= 20 % of the image width). The selected
     checkpoint is published to storage as a model directory, recorded in the metadata store with every candidate's
     evaluation, and output as ``selected_model``; its ``model.json`` holds the full val breakdown by plate width,
-    angle, layout and brightness (key ``breakdown``, :mod:`alpr.model.breakdown`), which the step also logs.
+    angle, layout and brightness (key ``breakdown``, :mod:`alpr.model.breakdown`), which the step also logs. The
+    run recorded is the task's ``ALPR_RUN_NAME`` (not an input, so that KFP's cache can hit).
 
     Args:
         dataset: the training version (val split used).
         candidates: Train's output.
-        run_name: the pipeline run's name.
         selection_metric: one of eir, plate_precision, char_accuracy, mAP, mAP_50.
         selected_model: output model directory (config.py, model.pth, model.json); metadata has its storage URI.
         metrics: the selected checkpoint's val metrics (finite values only: a width bucket val has no plates in
@@ -38,15 +37,16 @@ def evaluate(
     from alpr import logs
     from alpr.settings import load_settings
     from alpr.steps.evaluate import evaluate_step
-    from alpr.steps.runs import finite_metrics
+    from alpr.steps.runs import current_run, finite_metrics
 
     logs.setup()
+    settings = load_settings()
     selected = evaluate_step(
-        load_settings(),
+        settings,
         data_root=Path(dataset.path),
         candidates_dir=Path(candidates.path),
         out_dir=Path(selected_model.path),
-        run_name=run_name,
+        run_name=current_run(settings),
         selection_metric=selection_metric,
     )
     selected_model.metadata.update(

@@ -13,7 +13,6 @@ def record(
     val_fraction: float,
     test_fraction: float,
     split_seed: int,
-    run_name: str,
     dataset: Output[Dataset],
 ):
     """Build (or fetch) the COCO training version of an annotation version.
@@ -21,7 +20,8 @@ def record(
     Checks out the dataset repository at the annotation tag, pulls the images with DVC, validates every labelme
     file, converts to COCO train/val/test with a seeded deterministic split, and publishes it as a training
     version (metadata rows + DVC push + git tag, all or nothing). Re-running with the same inputs returns the
-    same training version.
+    same training version. The run is the task's ``ALPR_RUN_NAME`` (not an input, so that KFP's cache can hit):
+    its ``pipeline_runs`` row is created here when no one made it yet.
 
     Args:
         annotation_version: tag of the dataset repository (e.g. ``annotations-v1``).
@@ -29,7 +29,6 @@ def record(
         val_fraction: share in the val split (model selection).
         test_fraction: share in the test split (held out for the Test step).
         split_seed: seed of the split.
-        run_name: the pipeline run's name (metadata lineage).
         dataset: output folder: ``annotations/{train,val,test}.json``, ``images/``, ``lineage.json``; its metadata
             carries the lineage (annotation/training versions, git revision, image and per-class counts).
     """
@@ -38,6 +37,7 @@ def record(
     from alpr import logs
     from alpr.settings import load_settings
     from alpr.steps.record import record_step
+    from alpr.steps.runs import current_run_name
 
     logs.setup()
     lineage = record_step(
@@ -45,7 +45,7 @@ def record(
         annotation_version=annotation_version,
         fractions=(train_fraction, val_fraction, test_fraction),
         seed=split_seed,
-        run_name=run_name,
+        run_name=current_run_name(),
         out_dir=Path(dataset.path),
     )
     dataset.metadata.update(

@@ -10,17 +10,18 @@ from components import COMPONENT_IMAGE
 def test(
     dataset: Input[Dataset],
     model: Input[Model],
-    run_name: str,
     report: Output[HTML],
     metrics: Output[Metrics],
     confusion_matrix: Output[ClassificationMetrics],
 ):
     """Read every test image, report what the model saw, and record it.
 
+    The run recorded is the task's ``ALPR_RUN_NAME`` (not an input, so that KFP's cache can hit); its final
+    status is set by the pipeline's exit handler (``components.finish``), after Deploy.
+
     Args:
         dataset: the training version (test split used).
         model: Evaluate's selected model.
-        run_name: the pipeline run's name (marked succeeded here).
         report: HTML report (self-contained, each picture inlined once): the metrics, per-layout/size/angle/
             brightness tables, the character confusion matrix, and per image its thumbnail with boxes and, per plate,
             its crop beside its truth and reading with the differing characters marked.
@@ -33,17 +34,18 @@ def test(
     from alpr import logs
     from alpr.model.report import CONFUSION_FILE, ConfusionMatrix, self_contained_html
     from alpr.settings import load_settings
-    from alpr.steps.runs import finite_metrics
+    from alpr.steps.runs import current_run, finite_metrics
     from alpr.steps.test import test_step
 
     logs.setup()
+    settings = load_settings()
     report_dir = Path(report.path + "_files")
     out = test_step(
-        load_settings(),
+        settings,
         data_root=Path(dataset.path),
         model_dir=Path(model.path),
         report_dir=report_dir,
-        run_name=run_name,
+        run_name=current_run(settings),
     )
     # The KFP UI renders the HTML artifact as one file: inline the thumbnails. The folder (index.html +
     # images/) stays beside it for people opening the report from the pipeline root.

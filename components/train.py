@@ -9,7 +9,6 @@ from components import COMPONENT_IMAGE
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def train(
     dataset: Input[Dataset],
-    run_name: str,
     config: str,
     lr: float,
     epochs: int,
@@ -27,11 +26,11 @@ def train(
     """Train the detector of ``configs/<config>`` with the given hyperparameters.
 
     Writes TensorBoard event files, saves checkpoints (every ``val_interval`` epochs, the best by val EIR and the
-    last) and the merged config to storage, and resumes from the last checkpoint when re-run after a kill.
+    last) and the merged config to storage, and resumes from the last checkpoint when re-run after a kill. The run
+    (work dir, storage paths, metadata) is the task's ``ALPR_RUN_NAME``, not an input, so that KFP's cache can hit.
 
     Args:
         dataset: a training version from Record.
-        run_name: the pipeline run's name (work dir, storage paths).
         config: leaf config file in ``configs/``.
         lr: AdamW base learning rate.
         epochs: training epochs.
@@ -52,15 +51,16 @@ def train(
 
     from alpr import logs
     from alpr.settings import load_settings
-    from alpr.steps.runs import finite_metrics
+    from alpr.steps.runs import current_run, finite_metrics
     from alpr.steps.train import train_step
 
     logs.setup()
+    settings = load_settings()
     lineage = train_step(
-        load_settings(),
+        settings,
         data_root=Path(dataset.path),
         out_dir=Path(model.path),
-        run_name=run_name,
+        run_name=current_run(settings),
         hp={
             "lr": lr,
             "epochs": epochs,

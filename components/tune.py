@@ -8,9 +8,7 @@ from components import COMPONENT_IMAGE
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def tune(
-    enabled: bool,
     dataset: Input[Dataset],
-    run_name: str,
     config: str,
     epochs: int,
     val_interval: int,
@@ -24,18 +22,16 @@ def tune(
 ) -> str:
     """Search the hyperparameters of ``alpr.tuning.space`` for the best validation EIR; return them as JSON.
 
-    Off by default (``enabled`` is the pipeline's ``tune`` parameter): then it returns ``""`` at once and Train
-    keeps the pipeline's hyperparameters. (The step is always in the graph rather than under a ``dsl.If``:
-    kfp.local cannot run ``dsl.OneOf``, and a task outside a ``dsl.If`` may not consume one inside it.)
+    Off by default: the pipeline runs it only when its ``tune`` parameter is on (on a cluster under a ``dsl.If``,
+    so that a run without tuning shows it skipped; locally it is left out of the graph, see
+    :func:`pipelines.alpr_train.local_pipeline`). The study is named after the task's run (``ALPR_RUN_NAME``).
 
     In a pod of a cluster it creates a Katib Experiment (its trials fetch the training version by name) and waits
     for it; elsewhere it runs the local Optuna twin on the dataset folder. Either way the study and its trials are
     recorded in the metadata store. Trials train with ``epochs``, ``val_interval`` and ``seed`` as Train will.
 
     Args:
-        enabled: run the search; False: return ``""`` (no override).
         dataset: a training version from Record.
-        run_name: the pipeline run's name (the study is named after it).
         config: leaf config file in ``configs/``.
         epochs: training epochs of every trial.
         val_interval: epochs between a trial's validations (each one reports EIR, mAP and loss).
@@ -49,22 +45,20 @@ def tune(
 
     Returns:
         the best hyperparameters, a JSON object of ``alpr.model.training.Hyperparameters`` fields (Train's
-        ``hp_override``), or ``""`` when not enabled.
+        ``hp_override``).
     """
-    if not enabled:
-        return ""
     from pathlib import Path
 
     from alpr import logs
     from alpr.settings import load_settings
-    from alpr.steps.runs import finite_metrics
+    from alpr.steps.runs import current_run_name, finite_metrics
     from alpr.steps.tune import tune_step
 
     logs.setup()
     study = tune_step(
         load_settings(),
         dataset_dir=Path(dataset.path),
-        run_name=run_name,
+        run_name=current_run_name(),
         config=config,
         epochs=epochs,
         val_interval=val_interval,

@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("ALPR_COMPONENT_IMAGE"):
         parser.error("set ALPR_COMPONENT_IMAGE to the components image to run the tasks in (make images prints it)")
     logs.setup()
-    from kfp import local
-
     settings = load_settings(workspace=args.workspace)
     settings.export()
     if args.annotation_version == BOOTSTRAP_VERSION and bootstrap(settings, args.bootstrap_images):
@@ -57,11 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.chown:
         for path in local_runner.local_paths(settings):
             subprocess.run(["chown", "-R", IMAGE_USER, str(path)], check=True)
-    runner = local_runner.docker_runner(settings)
-    local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True)
-    started = time.time()
-    pipeline_run.alpr_pipeline(**pipeline_run.pipeline_arguments(args))
-    summary = pipeline_run.summarize(settings, pipeline_root, time.time() - started)
+    summary = pipeline_run.execute_local(settings, pipeline_run.pipeline_arguments(args), pipeline_root, "docker")
     print("=== ALPR pipeline finished (every task in " + os.environ["ALPR_COMPONENT_IMAGE"] + ") ===")
     print(json.dumps(summary, indent=2, default=str))
     return 0

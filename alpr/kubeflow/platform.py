@@ -22,7 +22,10 @@ GPU (Train)         ``train_gpus`` × ``accelerator_type`` (default 1 × ``nvidi
 retries             the steps that talk to the network (:data:`NETWORK_STEPS`): ``retries`` with exponential
                     back-off from ``retry_backoff``
 caching             KFP caching on for Record / Evaluate / Test (``caching``), off for Train (``train_caching``)
-                    and always off for Deploy (it changes the cluster)
+                    and always off for Tune, Deploy and Finish (:data:`NEVER_CACHED`)
+run identity        env ``ALPR_RUN_NAME`` (:data:`RUN_NAME_ENV`) from the pod's label ``pipeline/runid`` (the KFP
+                    run id, :data:`RUN_ID_FIELD_PATH`) through the downward API: the tasks know their run without
+                    an input, so the run does not enter the cache key
 image pull secrets  ``image_pull_secrets`` (private registries)
 ==================  =================================================================================================
 
@@ -41,7 +44,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +52,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "DEFAULT_RESOURCES",
     "NETWORK_STEPS",
+    "RUN_ID_FIELD_PATH",
+    "RUN_NAME_ENV",
     "STEPS",
     "PlatformSettings",
     "StepResources",
@@ -58,15 +63,23 @@ __all__ = [
     "with_platform",
 ]
 
-#: The pipeline steps :func:`apply_platform` knows (the ``step`` argument).
-STEPS = ("record", "train", "evaluate", "test", "deploy", "tune")
+#: The pipeline steps :func:`apply_platform` knows (the ``step`` argument); ``finish`` is the exit handler.
+STEPS = ("record", "train", "evaluate", "test", "deploy", "tune", "finish")
 #: Steps that talk to the network (database, buckets, git server, Kubernetes API): retried on failure.
-NETWORK_STEPS = frozenset({"record", "evaluate", "test", "deploy"})
-#: Steps never cached: Deploy changes the cluster, Tune starts a Katib Experiment.
-NEVER_CACHED = frozenset({"deploy", "tune"})
+NETWORK_STEPS = frozenset({"record", "evaluate", "test", "deploy", "finish"})
+#: Steps never cached: Deploy changes the cluster, Tune starts a Katib Experiment, Finish records how this run
+#: ended.
+NEVER_CACHED = frozenset({"deploy", "tune", "finish"})
+
+#: The environment variable that names a task's pipeline run (read by :func:`alpr.steps.runs.current_run_name`).
+RUN_NAME_ENV: Final = "ALPR_RUN_NAME"
+#: Where a task's pod finds its run: the label the KFP v2 API server puts on every pod of a run, the run's id
+#: (``pipeline/runid``; ``SetPodMetadataLabels(LabelKeyWorkflowRunId, RunID)`` in kubeflow/pipelines
+#: backend/src/apiserver/template/v2_template.go). The run's display name is on the Workflow only, not on its pods.
+RUN_ID_FIELD_PATH: Final = "metadata.labels['pipeline/runid']"
 
 #: Environment variables that the ConfigMap ``config_map`` provides to every task (keys = variable names).
-CONFIG_MAP_KEYS = ("ALPR_STORAGE_URI", "ALPR_DATASET_REPO", "ALPR_DVC_REMOTE")
+CONFIG_MAP_KEYS = ("ALPR_STORAGE_URI", "ALPR_DATASET_REPO", "ALPR_DVC_REMOTE", "ALPR_DEPLOY_TARGET")
 
 
 class StepResources(BaseModel):
@@ -89,6 +102,7 @@ DEFAULT_RESOURCES: dict[str, StepResources] = {
     "test": StepResources(cpu_request="2", cpu_limit="4", memory_request="4Gi", memory_limit="8Gi"),
     "deploy": StepResources(cpu_request="250m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi"),
     "tune": StepResources(cpu_request="250m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi"),
+    "finish": StepResources(cpu_request="100m", cpu_limit="500m", memory_request="256Mi", memory_limit="512Mi"),
 }
 
 #: Default GPU tolerations of Train: the taint GPU node pools commonly carry.
@@ -251,6 +265,8 @@ def apply_platform(task: Any, step: str, settings: PlatformSettings | None = Non
         raise ValueError(f"apply_platform: unknown step {step!r}; the steps are {list(STEPS)}")
     s = settings or current_settings()
 
+    # The run's identity, outside the inputs (and so outside the cache key).
+    kubernetes.use_field_path_as_env(task, env_name=RUN_NAME_ENV, field_path=RUN_ID_FIELD_PATH)
     # Backends: DB URL and password from a Secret, the other URLs from a ConfigMap, the GCS key as a file.
     kubernetes.use_secret_as_env(
         task,

@@ -8,27 +8,31 @@ studies, with their lineage, in one SQLAlchemy Core schema over SQLite (the defa
 - :mod:`alpr.metadata.queries`: every read, once, as a function of a connection; the registry that makes each one
   a method of the store and of a transaction.
 - :mod:`alpr.metadata.transaction`: :class:`MetadataTx`, the writes, all-or-nothing inside one transaction.
+- :mod:`alpr.metadata.migrate`: the schema migrations (Alembic; the revisions in ``migrations/versions/``):
+  upgrade one migrator at a time, adopt a database of the previous release, compare a database with the schema.
 - :mod:`alpr.metadata.store`: :class:`MetadataStore`, the engine (URL, password injection, SQLite settings),
-  schema creation and transactions.
-- :mod:`alpr.metadata.cli`: the command line, ``alpr db init|show-url`` (also ``python -m alpr.metadata``).
+  schema migrations (``create_schema`` upgrades to the newest) and transactions.
+- :mod:`alpr.metadata.cli`: the command line, ``alpr db upgrade|init|current|check|downgrade|history|revision|show-url``
+  (also ``python -m alpr.metadata``).
 
 Usage::
 
     store = MetadataStore("sqlite:///.alpr/metadata.db")
-    store.create_schema()
+    store.create_schema()                     # migrate to the newest schema (idempotent)
     with store.transaction() as tx:           # one transaction: commit on exit, ROLLBACK on any exception
         tx.add_annotation_version("annotations-v1", git_rev, class_counts, images)
         push_to_dvc()                         # if this raises, the rows above vanish
     store.get_annotation_version("annotations-v1")
 
-Errors: :class:`NotFound` (a :class:`LookupError`) when a named version/run or a model id does not exist,
+Errors: :class:`MigrationError` when the schema cannot be migrated (a database newer than the code, the migration
+lock not obtained), :class:`NotFound` (a :class:`LookupError`) when a named version/run or a model id does not exist,
 :class:`AlreadyExists` for a duplicate name, ``ValueError`` for malformed arguments (a string longer than its
 column, an unknown split, a file name that is not part of the annotation version, ...),
 :class:`MetadataConnectionError` when the database cannot be reached. All but ``ValueError`` derive from
 :class:`MetadataError`.
 """
 
-from alpr.metadata.errors import AlreadyExists, MetadataConnectionError, MetadataError, NotFound
+from alpr.metadata.errors import AlreadyExists, MetadataConnectionError, MetadataError, MigrationError, NotFound
 from alpr.metadata.schema import (
     DEPLOY_ACTIONS,
     RUN_RUNNING,
@@ -51,6 +55,7 @@ __all__ = [
     "MetadataError",
     "MetadataStore",
     "MetadataTx",
+    "MigrationError",
     "NotFound",
     "metadata_obj",
 ]

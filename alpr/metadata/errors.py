@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AlreadyExists", "MetadataConnectionError", "MetadataError", "NotFound"]
+__all__ = ["AlreadyExists", "MetadataConnectionError", "MetadataError", "MigrationError", "NotFound"]
 
 
 class MetadataError(Exception):
@@ -19,3 +19,8 @@ class AlreadyExists(MetadataError):
 
 class MetadataConnectionError(MetadataError):
     """The database could not be opened or reached; the message shows the URL with its password hidden."""
+
+
+class MigrationError(MetadataError):
+    """A schema migration cannot run: unknown revision, a database newer than the code, the migration lock not
+    obtained in time, or Alembic refusing the step; the message says which."""

@@ -98,7 +98,8 @@ _NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-#: The schema (SQLAlchemy Core ``MetaData``); :meth:`MetadataStore.create_schema` creates it.
+#: The schema (SQLAlchemy Core ``MetaData``) as the newest migration leaves it (``alpr/metadata/migrations/``;
+#: :meth:`MetadataStore.create_schema` upgrades a database to it). Change a table here and in a new migration.
 metadata_obj = sa.MetaData(naming_convention=_NAMING)
 # InnoDB for foreign keys and transactions; utf8mb4 for any unicode; a binary collation so that unique names and
 # lookups are exact (case- and accent-sensitive), as on SQLite.
@@ -259,7 +260,7 @@ deployments = sa.Table(
     _fk("model_id", "models.id"),
     _fk("run_id", "pipeline_runs.id", nullable=True),
     # "local", or "<namespace>/<InferenceService name>" on a cluster
-    sa.Column("target", sa.String(256), nullable=False, index=True),
+    sa.Column("target", sa.String(256), nullable=False),
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("new_eir", sa.Double, nullable=True),
@@ -268,6 +269,8 @@ deployments = sa.Table(
     sa.Column("storage_uri", sa.String(1024), nullable=False),
     _created(),
     sa.CheckConstraint(in_check("action", DEPLOY_ACTIONS), name="action"),
+    # queries.current_deployment: the newest "deployed" row of a target (migration 0002)
+    sa.Index(None, "target", "action", "created_at"),
     **_MYSQL,
 )
 

@@ -1,4 +1,4 @@
-"""The metadata store's engine: :class:`MetadataStore` (URL, password injection, schema creation, transactions).
+"""The metadata store's engine: :class:`MetadataStore` (URL, password injection, schema migrations, transactions).
 
 Two backends, chosen by the URL alone:
 
@@ -26,9 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from alpr.metadata import queries
+from alpr.metadata import migrate, queries
 from alpr.metadata.errors import MetadataConnectionError
-from alpr.metadata.schema import metadata_obj
 from alpr.metadata.transaction import MetadataTx
 
 __all__ = ["PASSWORD_ENV", "MetadataStore"]
@@ -148,14 +147,59 @@ class MetadataStore(queries.Reads):
         with self._connect() as conn:
             return query(conn, *args, **kwargs)
 
-    def create_schema(self) -> None:
-        """Create the tables that do not exist yet (idempotent; existing tables are left as they are).
+    def create_schema(self) -> migrate.MigrationResult:
+        """Bring the database to the newest schema: :meth:`upgrade_schema` to ``"head"``.
+
+        Idempotent, and safe when several processes call it at once (they migrate one at a time). An empty
+        database gets every table; one the previous release created (tables, no ``alembic_version``) keeps its
+        rows and is upgraded.
+
+        Raises:
+            MetadataConnectionError: the database cannot be reached.
+            MigrationError: the database was migrated by a newer release, or another migration held the lock
+                for longer than :data:`alpr.metadata.migrate.LOCK_TIMEOUT_S`.
+        """
+        return self.upgrade_schema("head")
+
+    def upgrade_schema(self, revision: str = "head") -> migrate.MigrationResult:
+        """Upgrade the schema to ``revision`` (a revision id, or ``"head"``); see :func:`alpr.metadata.migrate.upgrade`.
+
+        Raises:
+            MetadataConnectionError: the database cannot be reached.
+            MigrationError: as :func:`alpr.metadata.migrate.upgrade`.
+        """
+        with self._connect(write=True) as conn:
+            return migrate.upgrade(conn, revision)
+
+    def downgrade_schema(self, revision: str) -> migrate.MigrationResult:
+        """Downgrade the schema to ``revision`` (``"base"``: drop every table); see
+        :func:`alpr.metadata.migrate.downgrade`.
+
+        Raises:
+            MetadataConnectionError: the database cannot be reached.
+            MigrationError: as :func:`alpr.metadata.migrate.downgrade`.
+        """
+        with self._connect(write=True) as conn:
+            return migrate.downgrade(conn, revision)
+
+    def schema_revision(self) -> str | None:
+        """The revision the database is at (None: no ``alembic_version``, an empty or previous-release database).
 
         Raises:
             MetadataConnectionError: the database cannot be reached.
         """
-        with self._connect(write=True) as conn, conn.begin():
-            metadata_obj.create_all(conn, checkfirst=True)
+        with self._connect() as conn:
+            return migrate.current(conn)
+
+    def schema_differences(self) -> list:
+        """What differs between the database and :mod:`alpr.metadata.schema` (Alembic's diff tuples; empty when
+        they agree); see :func:`alpr.metadata.migrate.differences`.
+
+        Raises:
+            MetadataConnectionError: the database cannot be reached.
+        """
+        with self._connect() as conn:
+            return migrate.differences(conn)
 
     @contextmanager
     def transaction(self) -> Iterator[MetadataTx]:

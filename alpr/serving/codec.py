@@ -3,13 +3,18 @@
 The API is ``docs/PLATE_SPEC.md`` "Serving (KServe)":
 
 - V1: ``{"instances": [{"image_bytes": {"b64": "<base64 JPEG or PNG>"}}, ...]}`` (:func:`v1_encoded_images`);
-- V2: one input ``image``, datatype ``BYTES``, shape ``[N]``, data = N base64 strings; the only output that may be
-  requested is ``plates`` (:func:`v2_encoded_images`).
+- V2: one input ``image``, datatype ``BYTES``, shape ``[N]``; the only output that may be requested is ``plates``
+  (:func:`v2_encoded_images`). In a JSON body its data are N base64 strings; with the Open Inference Protocol's
+  binary data extension (:func:`split_v2_body`: a JSON header of ``inference-header-content-length`` bytes, then
+  the tensors' bytes, each BYTES element a 4-byte little-endian length and its bytes) each element is the raw
+  JPEG or PNG file.
 
-Each base64 string becomes an HxWx3 uint8 BGR array (:func:`decode_image`; grayscale and alpha images become 3
-channels). Size limits are checked before the work they guard: the number of instances before any decoding, the
-encoded length before base64 decoding, the pixel count from the JPEG/PNG header (:func:`image_size_from_header`)
-before the pixels are decoded.
+Each image becomes an HxWx3 uint8 BGR array (:func:`decode_image`; grayscale and alpha images become 3 channels).
+An element given as ``bytes`` that starts with the JPEG or PNG signature is the image itself; any other element is
+read as base64 (the two cannot be confused: both signatures start with a byte outside base64's ASCII alphabet).
+Size limits are checked before the work they guard: the number of instances before any decoding, the encoded
+length before base64 decoding, the pixel count from the JPEG/PNG header (:func:`image_size_from_header`) before
+the pixels are decoded.
 
 Errors: every problem of a request is a :class:`RequestError` whose message names the instance (counted from 0)
 and the problem (``instance 1: not valid base64 (...)``); the server turns it into HTTP 400. :func:`decode_image`
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -39,7 +45,10 @@ __all__ = [
     "RequestError",
     "decode_image",
     "decode_images",
+    "deserialize_bytes_elements",
     "image_size_from_header",
+    "is_raw_image",
+    "split_v2_body",
     "v1_encoded_images",
     "v2_encoded_images",
 ]
@@ -131,32 +140,51 @@ def _b64decode(text: str | bytes) -> bytes:
         raise ValueError(f"not valid base64 ({exc})") from None
 
 
+def is_raw_image(data: object) -> bool:
+    """True when ``data`` is ``bytes`` starting with the JPEG or PNG signature: an image file, not base64 text."""
+    return isinstance(data, (bytes, bytearray)) and data.startswith((_JPEG_SOI, _PNG_SIGNATURE))
+
+
 def decode_image(
     encoded: str | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
 ) -> np.ndarray:
-    """Decode one base64 JPEG or PNG into an HxWx3 uint8 BGR array (grayscale and alpha become 3 channels).
+    """Decode one JPEG or PNG, raw or base64, into an HxWx3 uint8 BGR array (grayscale and alpha become 3 channels).
 
     Size limits are checked before the work they guard: the encoded length before base64 decoding, the pixel
     count from the image header before the pixels are decoded.
 
     Args:
-        encoded: base64 text (``str``, or ASCII ``bytes``) of a JPEG or PNG file.
+        encoded: base64 text (``str``, or ASCII ``bytes``) of a JPEG or PNG file, or the file's own ``bytes``
+            (recognised by its signature, :func:`is_raw_image`: what the V2 binary data extension carries).
         max_pixels: most pixels (width x height) accepted.
-        max_bytes: most bytes accepted for the encoded image (after base64 decoding).
+        max_bytes: most bytes accepted for the image file (raw, or after base64 decoding).
 
     Raises:
-        ValueError: not base64, too many bytes, not a JPEG/PNG, too many pixels, or undecodable pixel data; the
-            message says which (without naming the instance: :func:`decode_images` adds that).
+        ValueError: not base64 (nor a raw JPEG/PNG), too many bytes, not a JPEG/PNG, too many pixels, or
+            undecodable pixel data; the message says which (without naming the instance: :func:`decode_images`
+            adds that).
     """
     import cv2
 
+    if isinstance(encoded, bytearray):
+        encoded = bytes(encoded)
     if not isinstance(encoded, (str, bytes)):
         raise ValueError(f"expected a base64 string, got {type(encoded).__name__}")
-    if len(encoded) * 3 // 4 > max_bytes:
-        raise ValueError(
-            f"encoded image is about {len(encoded) * 3 / 4 / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.1f} MB"
-        )
-    raw = _b64decode(encoded)
+    if is_raw_image(encoded):
+        if len(encoded) > max_bytes:
+            raise ValueError(f"image is {len(encoded) / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.1f} MB")
+        raw = encoded
+    else:
+        if len(encoded) * 3 // 4 > max_bytes:
+            raise ValueError(
+                f"encoded image is about {len(encoded) * 3 / 4 / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.1f} MB"
+            )
+        try:
+            raw = _b64decode(encoded)
+        except ValueError as exc:
+            if isinstance(encoded, bytes):  # binary data: neither an image file nor base64 text
+                raise ValueError(f"neither the bytes of a JPEG or PNG file nor base64 text of one: {exc}") from None
+            raise
     if not raw:
         raise ValueError("empty image data")
     fmt, width, height = image_size_from_header(raw)
@@ -196,7 +224,121 @@ def decode_images(
     return images
 
 
-# --- request parsing: V1 and V2 -> the base64 strings ------------------------------------------------------------
+# --- the V2 binary data extension ---------------------------------------------------------------------------------
+
+
+def deserialize_bytes_elements(raw: bytes, *, max_elements: int | None = None) -> list[bytes]:
+    """The elements of a BYTES tensor in the binary data format: each a 4-byte little-endian length, then its bytes.
+
+    Args:
+        raw: the tensor's bytes (its ``binary_data_size`` bytes of the request body).
+        max_elements: stop with an error past this many elements (None: no limit).
+
+    Returns:
+        The elements, in order (``bytes``; ``[]`` for an empty tensor).
+
+    Raises:
+        RequestError: a length prefix cut short, an element longer than the bytes left, or too many elements.
+    """
+    elements, offset, n = [], 0, len(raw)
+    while offset < n:
+        if max_elements is not None and len(elements) >= max_elements:
+            raise RequestError(f"too many instances: more than {max_elements} in one request")
+        if offset + 4 > n:
+            raise RequestError(f"binary data: element {len(elements)} has a truncated 4-byte length prefix")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > n:
+            raise RequestError(
+                f"binary data: element {len(elements)} claims {length} bytes, only {n - offset} are left (truncated)"
+            )
+        elements.append(raw[offset : offset + length])
+        offset += length
+    return elements
+
+
+def _header_length(value: str | None, body_size: int) -> int:
+    if value is None:  # no binary data: the whole body is the JSON request (as Triton reads it)
+        return body_size
+    text = value.strip()
+    if not text.isdigit():
+        raise RequestError(f"header inference-header-content-length must be a byte count, got {value!r}")
+    length = int(text)
+    if not 0 < length <= body_size:
+        raise RequestError(
+            f"header inference-header-content-length is {length}, but the body has {body_size} bytes"
+            " (the JSON part must be 1 to that many bytes)"
+        )
+    return length
+
+
+def split_v2_body(body: bytes, header_length: str | None, *, max_elements: int | None = None) -> dict:
+    """A V2 request body in the Open Inference Protocol's binary data extension, as one JSON request.
+
+    The body is a JSON header of ``header_length`` bytes (the ``inference-header-content-length`` header; when it
+    is absent the whole body is JSON), then the binary data of each input whose ``parameters`` carry
+    ``binary_data_size``, in the order of the inputs. Each such input gets ``"data"``: its elements as ``bytes``
+    (:func:`deserialize_bytes_elements`); the elements of this model's ``image`` input are then raw JPEG/PNG files.
+
+    Args:
+        body: the request body.
+        header_length: the ``inference-header-content-length`` header's value, or None.
+        max_elements: most elements read from one binary tensor (the request's instance limit).
+
+    Returns:
+        The request as a dict: ``{"inputs": [...], ...}`` with every input's ``data`` filled in. The Open
+        Inference Protocol schema of the rest (types of ``name``, ``shape``, ``datatype``) is the caller's check.
+
+    Raises:
+        RequestError: a bad header value, a JSON part that is not a JSON object with an ``inputs`` list, an input
+            with both ``data`` and ``binary_data_size`` or neither, binary data for a datatype other than BYTES, a
+            ``binary_data_size`` that is not a byte count or goes past the end of the body, bytes left after the
+            last input's data, or a truncated element.
+    """
+    json_length = _header_length(header_length, len(body))
+    try:
+        request = json.loads(body[:json_length])
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestError(f"the request's JSON part ({json_length} bytes) is not valid JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise RequestError('the request must be a JSON object {"inputs": [...]}')
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list):
+        raise RequestError('the request needs "inputs": a list of input tensors')
+    offset = json_length
+    for i, inp in enumerate(inputs):
+        if not isinstance(inp, dict):
+            raise RequestError(f"input {i} must be a JSON object, got {type(inp).__name__}")
+        name = inp.get("name", i)
+        parameters = inp.get("parameters")
+        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if size is None:
+            if "data" not in inp:
+                raise RequestError(f'input "{name}": no "data" and no parameters.binary_data_size')
+            continue
+        if "data" in inp:
+            raise RequestError(f'input "{name}": both "data" and parameters.binary_data_size; send one')
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise RequestError(f'input "{name}": parameters.binary_data_size must be a byte count, got {size!r}')
+        if inp.get("datatype") != "BYTES":
+            raise RequestError(
+                f'input "{name}": binary data is read for BYTES inputs only, got datatype {inp.get("datatype")!r}'
+            )
+        if offset + size > len(body):
+            raise RequestError(
+                f'input "{name}": binary_data_size is {size}, only {len(body) - offset} bytes are left (truncated)'
+            )
+        inp["data"] = deserialize_bytes_elements(body[offset : offset + size], max_elements=max_elements)
+        offset += size
+    if offset != len(body):
+        raise RequestError(
+            f"{len(body) - offset} bytes after the inputs' binary data: their binary_data_size values and"
+            " inference-header-content-length do not add up to the body's size"
+        )
+    return request
+
+
+# --- request parsing: V1 and V2 -> the encoded images ------------------------------------------------------------
 
 
 def _check_count(count: int, max_instances: int) -> None:
@@ -249,7 +391,9 @@ def _v2_data(inp: Any) -> list[Any]:
 
 
 def v2_encoded_images(request: InferRequest, max_instances: int = DEFAULT_MAX_INSTANCES) -> list[Any]:
-    """The base64 strings of a V2 request: one input ``image``, datatype ``BYTES``, shape ``[N]``, in order.
+    """The images of a V2 request, in order: one input ``image``, datatype ``BYTES``, shape ``[N]``; its elements are
+    base64 strings (JSON ``data``) or raw JPEG/PNG ``bytes`` (binary data extension, gRPC), as :func:`decode_image`
+    reads them.
 
     Args:
         request: kserve's ``InferRequest`` (read through ``inputs``, ``request_outputs`` and each input's ``name``,
@@ -267,7 +411,7 @@ def v2_encoded_images(request: InferRequest, max_instances: int = DEFAULT_MAX_IN
         raise RequestError(f'expected exactly one input named "{INPUT_NAME}", got {names}')
     inp = request.inputs[0]
     if inp.datatype != "BYTES":
-        raise RequestError(f'input "{INPUT_NAME}": datatype must be BYTES (base64 strings), got {inp.datatype}')
+        raise RequestError(f'input "{INPUT_NAME}": datatype must be BYTES (images), got {inp.datatype}')
     data = _v2_data(inp)
     shape = list(inp.shape or [])
     if len(shape) != 1 or shape[0] != len(data):

@@ -1,47 +1,64 @@
-"""The KServe model server: ``python -m alpr.serving --model URI [--http-port 8080] [--workers 1] [--max-instances 32]``
+"""The KServe model server: ``python -m alpr.serving [--model URI | --model_dir DIR] [KServe's options]``
 
-:class:`ALPRModel` (model name ``alpr``) is a ``kserve.Model`` reading plates with
-:class:`alpr.model.inference.PlateReader`. The API is ``docs/PLATE_SPEC.md`` "Serving (KServe)" (image indexes in
-error messages count from 0):
+Command line (:func:`build_parser`): KServe's own options, through ``kserve.model_server.parser`` as the parent
+parser (``--model_name`` (default ``alpr``), ``--http_port`` (default 8080), ``--grpc_port``, ``--workers``,
+``--enable_grpc`` (default false here), ``--max_asyncio_workers``, ...), and the project's: ``--model`` (a model
+directory, ``gs://`` URI or ``latest``), ``--model_dir`` (KServe's convention: a ServingRuntime passes
+``--model_name={{.Name}} --model_dir=/mnt/models --http_port=8080``), ``--http-port`` (alias of ``--http_port``),
+``--max-instances``, ``--max-megapixels``, ``--device``. The model comes from ``--model``, else ``--model_dir``,
+else ``$STORAGE_URI``; with none of them the command exits with status 2 naming the three.
 
-- V1: ``POST /v1/models/alpr:predict`` with ``{"instances": [{"image_bytes": {"b64": "<base64 JPEG or PNG>"}}, ...]}``
-  -> ``{"predictions": [<reading>, ...]}``, one reading per instance, in order.
-- V2 (Open Inference Protocol): ``POST /v2/models/alpr/infer`` with one input ``image``, datatype ``BYTES``, shape
-  ``[N]``, data = N base64 strings -> one output ``plates``, datatype ``BYTES``, shape ``[N]``, data = N readings as
-  JSON strings. Requests must carry ``Content-Type: application/json``.
+:class:`ALPRModel` (model name ``alpr`` by default, ``--model_name`` otherwise: ``<name>`` below) is a
+``kserve.Model`` reading plates with :class:`alpr.model.inference.PlateReader`. The API is ``docs/PLATE_SPEC.md``
+"Serving (KServe)" (image indexes in error messages count from 0):
 
-All the instances of one request are decoded (:mod:`alpr.serving.codec`: base64 JPEG/PNG to BGR arrays, with its
-size limits) and read in one batch. A bad request gets HTTP 400 (``kserve.errors.InvalidInput``, from the codec's
+- V1: ``POST /v1/models/<name>:predict`` with ``{"instances": [{"image_bytes": {"b64": "<base64 JPEG or PNG>"}},
+  ...]}`` -> ``{"predictions": [<reading>, ...]}``, one reading per instance, in order.
+- V2 (Open Inference Protocol): ``POST /v2/models/<name>/infer`` with one input ``image``, datatype ``BYTES``,
+  shape ``[N]`` -> one output ``plates``, datatype ``BYTES``, shape ``[N]``, data = N readings as JSON strings.
+  In JSON the input's data are N base64 strings; with the binary data extension (header
+  ``Inference-Header-Content-Length``, as tritonclient sends it) each element is the raw JPEG/PNG file. A body
+  sent without ``Content-Type: application/json`` is read by :class:`ALPRDataPlane` (the whole body is JSON when
+  the header is absent); ``binary_data_output`` / an output's ``binary_data`` ask for the output in binary.
+
+All the instances of one request are decoded (:mod:`alpr.serving.codec`: JPEG/PNG to BGR arrays, with its size
+limits) and read in one batch. A bad request gets HTTP 400 (``kserve.errors.InvalidInput``, from the codec's
 :class:`~alpr.serving.codec.RequestError`) with ``{"error": "instance 1: ..."}`` naming the instance and the
 problem; a model failure gets HTTP 500 (``kserve.errors.InferenceError``); the server keeps answering either way.
-V2 bodies that do not match the Open Inference Protocol schema (no ``inputs`` list, an input without ``name``/
-``shape``/``datatype``/``data``) are refused by kserve's own request validation with HTTP 422 before they reach the
-model.
+JSON V2 bodies that do not match the Open Inference Protocol schema are refused by kserve's own request validation
+with HTTP 422 before they reach the model.
 
-Endpoints kserve 0.21 serves (``ModelServer(enable_grpc=False)``; it listens on 0.0.0.0, all interfaces):
+Endpoints (:class:`ALPRModelServer`, kserve 0.21; it listens on 0.0.0.0, all interfaces):
 
-=================================  ===========================================================================
-``GET /``                          liveness: ``{"status": "alive"}``
-``GET /v2/health/live``            liveness: ``{"live": true}``
-``GET /v2/health/ready``           server readiness: ``{"ready": true}``
-``GET /v1/models/alpr``            model readiness: ``{"name": "alpr", "ready": true}`` (503 while not loaded)
-``GET /v2/models/alpr/ready``      model readiness: ``{"name": "alpr", "ready": true}`` (503 while not loaded)
-``GET /v2/models/alpr``            V2 model metadata: inputs ``image`` / outputs ``plates`` (BYTES, shape [-1])
-``GET /v1/models``, ``/v2/models`` the model names
-``GET /metrics``                   Prometheus: kserve's histograms ``request_preprocess_seconds``,
-                                   ``request_predict_seconds``, ``request_postprocess_seconds`` (label
-                                   ``model_name="alpr"``; seconds) and the process/python collectors
-``POST /v1/models/alpr:predict``   V1 inference
-``POST /v2/models/alpr/infer``     V2 inference
-=================================  ===========================================================================
+====================================  ========================================================================
+``GET /``, ``GET /v2/health/live``    liveness: ``{"status": "alive"}`` / ``{"live": true}``; 503 once the model
+                                      is gone (it had loaded and is not ready any more, or a worker's background
+                                      load failed): :class:`ALPRDataPlane`
+``GET /v2/health/ready``              server readiness: ``{"ready": true}``
+``GET /v1/models/<name>``             model readiness: ``{"name": "<name>", "ready": true}`` (503 while not loaded)
+``GET /v2/models/<name>/ready``       the same, V2
+``GET /v2/models/<name>``             V2 model metadata: inputs ``image`` / outputs ``plates`` (BYTES, shape [-1])
+``GET /v1/models``, ``/v2/models``    the model names; ``GET /v2``: server metadata
+``GET /metrics``                      Prometheus: kserve's histograms ``request_preprocess_seconds``,
+                                      ``request_predict_seconds``, ``request_postprocess_seconds`` (label
+                                      ``model_name="<name>"``; seconds) and the process/python collectors
+``GET /openapi.json``                 FastAPI's OpenAPI document of these routes
+``POST /v1/models/<name>:predict``    V1 inference
+``POST /v2/models/<name>/infer``      V2 inference
+``POST /v2/repository/models/<name>/load``, ``.../unload``: refused, 403 (:class:`RefusingRepositoryExtension`)
+====================================  ========================================================================
 
 The model is loaded once (:meth:`ALPRModel.load`). Inference runs in kserve's thread pool, one batch at a time
 (the model is guarded by a lock), so liveness, readiness and metrics stay answered while a batch is being read.
 With ``--workers N`` (N > 1) kserve spawns N processes that each load their own copy of the model in the
-background (each answers 503 on readiness and inference until its copy is loaded; the parent keeps one copy too).
+background (each answers 503 on readiness and inference until its copy is loaded, and stays live meanwhile; the
+parent keeps one copy too).
 
-Note: ``import kserve`` parses ``sys.argv`` with kserve's own (lenient) argument parser; the options of this CLI
-do not collide with it except ``--model``, which kserve reads as ``--model_name`` and then ignores here.
+Note: ``import kserve`` parses ``sys.argv`` with kserve's own lenient parser (``parse_known_args``, abbreviations
+allowed) and reads ``--configure_logging`` / ``--log_config_file`` / the predictor options from there. The
+project's options do not collide with it: ``--model`` is read there as an abbreviation of ``--model_name`` and
+then ignored (this CLI parses the command line again, without abbreviations); ``--model_dir``, ``--http-port``,
+``--max-instances``, ``--max-megapixels`` and ``--device`` are unknown to it and skipped.
 """
 
 from __future__ import annotations
@@ -50,6 +67,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import re
 import sys
 import threading
 import uuid
@@ -59,8 +78,15 @@ from typing import Any
 
 import kserve
 import numpy as np
-from kserve.errors import InferenceError, InvalidInput
+import pydantic
+from fastapi import HTTPException
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+from kserve.errors import InferenceError, InvalidInput, ServerNotLive
+from kserve.model_repository import ModelRepository
+from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
 
 from alpr import logs
 from alpr.model.inference import ModelError, PlateReader, fetch_model, resolve_model_uri
@@ -72,14 +98,20 @@ from alpr.serving.codec import (
     OUTPUT_NAME,
     RequestError,
     decode_images,
+    split_v2_body,
     v1_encoded_images,
     v2_encoded_images,
 )
 from alpr.settings import load_settings
 
 __all__ = [
+    "ALPRDataPlane",
     "ALPRModel",
+    "ALPRModelServer",
     "DecodedBatch",
+    "RefusingRepositoryExtension",
+    "STORAGE_URI_ENV",
+    "build_parser",
     "MODEL_NAME",
     "DEFAULT_HTTP_PORT",
     "build_model",
@@ -148,6 +180,8 @@ class ALPRModel(kserve.Model):
         self._reader = None
         self._lock = threading.Lock()  # one batch at a time through the model
         self._load_lock = threading.Lock()
+        self._loaded_once = False  # this copy's reader was built (liveness: see lost)
+        self._load_error: str | None = None  # why this copy's background load failed
 
     # kserve spawns worker processes (--workers > 1) by pickling the model: send the settings, load again there.
     def __getstate__(self) -> dict:
@@ -162,15 +196,29 @@ class ALPRModel(kserve.Model):
         within 5 s: the worker reports not ready (503) until its model is loaded.
         """
         was_ready = state.get("ready", False)
-        self.__dict__.update(state, _lock=threading.Lock(), _load_lock=threading.Lock(), ready=False)
+        self.__dict__.update(
+            state,
+            _lock=threading.Lock(),
+            _load_lock=threading.Lock(),
+            ready=False,
+            _loaded_once=False,
+            _load_error=None,
+        )
         if was_ready:
             threading.Thread(target=self._load_in_background, name=f"load-{self.name}", daemon=True).start()
 
     def _load_in_background(self) -> None:
         try:
             self.load()
-        except Exception:  # logged; the worker stays not ready, which its readiness probe reports
+        except Exception as exc:  # logged; the worker is then not ready and not live (see lost)
+            self._load_error = f"{type(exc).__name__}: {exc}"
             log.exception("model %s failed to load from %s", self.name, self.model_uri)
+
+    @property
+    def lost(self) -> bool:
+        """True when this copy is gone for good: it had loaded and is no longer ready (unloaded or stopped), or its
+        background load failed. A copy still loading is not lost. :class:`ALPRDataPlane` fails liveness on it."""
+        return self._load_error is not None or (self._loaded_once and not self.ready)
 
     @property
     def reader(self):
@@ -192,7 +240,7 @@ class ALPRModel(kserve.Model):
                 local = fetch_model(self.model_uri, self.cache_dir)
                 self._reader = PlateReader(local, device=self.device)
                 log.info("model %s loaded from %s (%s)", self.name, self.model_uri, local)
-            self.ready = True
+            self.ready = self._loaded_once = True
         return self.ready
 
     def get_input_types(self) -> list[dict]:
@@ -278,7 +326,139 @@ class ALPRModel(kserve.Model):
         )
 
 
+# --- the server: kserve's ModelServer, with the repository extension refused and liveness tied to the model --------
+
+
+class ALPRDataPlane(DataPlane):
+    """kserve's ``DataPlane`` with two changes (see the module docstring):
+
+    - :meth:`live` (``GET /``, ``GET /v2/health/live``) fails with ``ServerNotLive`` (HTTP 503) once a served model
+      is gone: it had loaded and is no longer ready, its background load failed, or it left the registry;
+    - :meth:`decode_inference_request` reads V2 bodies that were not parsed as JSON (no ``Content-Type:
+      application/json``: what tritonclient sends) with :func:`alpr.serving.codec.split_v2_body`, binary data
+      extension included, and answers every malformed body with ``InvalidInput`` (HTTP 400).
+
+    Args:
+        model_registry: kserve's ``ModelRepository`` of the served models.
+    """
+
+    def __init__(self, model_registry: ModelRepository) -> None:
+        super().__init__(model_registry)
+        self.served: dict[str, Any] = {}
+
+    def watch(self, models: list) -> None:
+        """Remember ``models`` (the models the server starts with): :meth:`live` fails once one of them is gone."""
+        self.served = {model.name: model for model in models}
+
+    def gone(self) -> list[str]:
+        """The names of the watched models that are gone (see the class docstring), in watch order."""
+        return [
+            name
+            for name, model in self.served.items()
+            if self.model_registry.get_model(name) is not model or getattr(model, "lost", False)
+        ]
+
+    async def live(self) -> dict[str, str]:
+        """``{"status": "alive"}`` while every watched model is there (loading counts as there).
+
+        Raises:
+            ServerNotLive: a watched model is gone (HTTP 503): the kubelet restarts the container.
+        """
+        gone = self.gone()
+        if gone:
+            raise ServerNotLive(f"model {', '.join(gone)} was loaded and is gone: restart the server")
+        return {"status": "alive"}
+
+    def decode_inference_request(self, body: Any, headers: dict | None, model_name: str) -> InferRequest:
+        """A V2 request from FastAPI's parsed JSON (kserve's own path) or from raw body bytes (ours).
+
+        Raises:
+            InvalidInput: the body is not an Open Inference Protocol request (JSON or binary data extension); the
+                message says what is wrong.
+        """
+        if not isinstance(body, (bytes, bytearray)):
+            return super().decode_inference_request(body, headers, model_name)
+        model = self.model_registry.get_model(model_name)
+        limit = getattr(model, "max_instances", None)
+        length = (headers or {}).get(INFERENCE_CONTENT_LENGTH_HEADER)
+        try:
+            request = InferenceRequest.model_validate(split_v2_body(bytes(body), length, max_elements=limit))
+        except RequestError as exc:
+            raise InvalidInput(str(exc)) from None
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            raise InvalidInput(f"not an Open Inference Protocol request: {problems}") from None
+        return InferRequest.from_inference_request(request, model_name)
+
+
+class RefusingRepositoryExtension(ModelRepositoryExtension):
+    """KServe's model repository extension with load and unload refused (HTTP 403).
+
+    kserve serves ``POST /v2/repository/models/{name}/load`` and ``.../unload`` to anyone who can reach the server;
+    an unload would leave the pod alive but never ready again. The served model is fixed by the command line, so
+    both answer ``403 {"detail": "..."}`` and change nothing.
+    """
+
+    async def load(self, model_name: str) -> None:
+        """Refuse: raises ``fastapi.HTTPException`` 403."""
+        raise HTTPException(status_code=403, detail=_REPOSITORY_REFUSED.format(verb="load", name=model_name))
+
+    async def unload(self, model_name: str) -> None:
+        """Refuse: raises ``fastapi.HTTPException`` 403."""
+        raise HTTPException(status_code=403, detail=_REPOSITORY_REFUSED.format(verb="unload", name=model_name))
+
+
+_REPOSITORY_REFUSED = (
+    "model repository extension disabled: cannot {verb} model {name!r}; the served model is fixed when the server"
+    " starts (--model, --model_dir or $STORAGE_URI)"
+)
+
+
+class ALPRModelServer(kserve.ModelServer):
+    """``kserve.ModelServer`` with :class:`ALPRDataPlane` and :class:`RefusingRepositoryExtension`.
+
+    Takes ``kserve.ModelServer``'s keyword arguments. :meth:`start` also serves from a thread other than the main
+    one (no signal handlers there; stop it through its uvicorn server's ``should_exit``).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataplane = ALPRDataPlane(model_registry=self.registered_models)
+        self.model_repository_extension = RefusingRepositoryExtension(model_registry=self.registered_models)
+
+    def start(self, models: list) -> None:
+        """Watch ``models`` for liveness (:meth:`ALPRDataPlane.watch`), then serve them until stopped."""
+        self.dataplane.watch(models)
+        super().start(models)
+
+    def register_signal_handler(self) -> None:
+        """kserve's SIGINT/SIGTERM/SIGQUIT handlers, in the main thread only (Python allows no others)."""
+        if threading.current_thread() is threading.main_thread():
+            super().register_signal_handler()
+
+
 # --- CLI ---------------------------------------------------------------------------------------------------------
+
+#: KServe's options that reach :class:`ALPRModelServer` (``kserve.model_server.parser`` defines them).
+_SERVER_OPTIONS = (
+    "http_port",
+    "grpc_port",
+    "workers",
+    "max_threads",
+    "max_asyncio_workers",
+    "enable_grpc",
+    "enable_docs_url",
+    "enable_latency_logging",
+    "access_log_format",
+    "event_loop",
+    "timeout_keep_alive",
+    "ssl_certfile",
+    "ssl_keyfile",
+)
+#: The environment variable read when neither --model nor --model_dir is given (KServe's custom-container
+#: convention; the serving image sets it).
+STORAGE_URI_ENV = "STORAGE_URI"
+_MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _positive_int(text: str) -> int:
@@ -288,40 +468,71 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: KServe's own options (``kserve.model_server.parser`` as the parent: ``--model_name``,
+    ``--http_port``, ``--grpc_port``, ``--workers``, ``--enable_grpc``, ...) and the project's."""
+    from kserve.model_server import parser as kserve_parser
+
     p = argparse.ArgumentParser(
         prog="python -m alpr.serving",
+        parents=[kserve_parser],
         allow_abbrev=False,
-        description="Serve the plate reader with KServe (V1 + V2 REST) as model 'alpr'.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=(
+            "Serve the plate reader with KServe (V1 + V2 REST). The model comes from --model, else --model_dir, "
+            f"else ${STORAGE_URI_ENV}."
+        ),
     )
-    p.add_argument("--model", required=True, help="model directory, storage URI (gs://…) or 'latest'")
-    p.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP port (default: %(default)s)")
-    p.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=1,
-        help="server processes, each with its own copy of the model (default: %(default)s)",
+    own = p.add_argument_group("ALPR options")
+    own.add_argument("--model", default=None, help="model directory, storage URI (gs://…) or 'latest'")
+    own.add_argument(
+        "--model_dir",
+        default=None,
+        help="model directory, KServe's convention (its storage initializer downloads storageUri to /mnt/models)",
     )
-    p.add_argument(
-        "--max-instances",
-        type=_positive_int,
-        default=DEFAULT_MAX_INSTANCES,
-        help="most images per request (default: %(default)s)",
+    own.add_argument("--http-port", dest="http_port", type=int, default=argparse.SUPPRESS, help="alias of --http_port")
+    own.add_argument(
+        "--max-instances", type=_positive_int, default=DEFAULT_MAX_INSTANCES, help="most images per request"
     )
-    p.add_argument(
-        "--max-megapixels",
-        type=float,
-        default=DEFAULT_MAX_PIXELS / 1e6,
-        help="most megapixels per image (default: %(default)s)",
-    )
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    return p.parse_args(argv)
+    own.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, help="most megapixels per image")
+    own.add_argument("--device", default="cpu", help="torch device")
+    p.set_defaults(model_name=MODEL_NAME, http_port=DEFAULT_HTTP_PORT, enable_grpc=False)
+    return p
+
+
+def _parse_args(argv: list[str] | None, environ: dict[str, str] | None = None) -> argparse.Namespace:
+    """Parse and check the command line; ``args.model`` becomes the model source (--model > --model_dir >
+    $STORAGE_URI). Exits with status 2 and a message naming the flag on a bad value or no model."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    env = os.environ if environ is None else environ
+    source = args.model or args.model_dir or env.get(STORAGE_URI_ENV, "").strip()
+    if not source:
+        p.error(
+            f"no model to serve: pass --model URI or --model_dir DIR, or set ${STORAGE_URI_ENV} "
+            "(a model directory, gs:// URI or 'latest')"
+        )
+    args.model = source
+    if not _MODEL_NAME_RE.fullmatch(args.model_name):
+        p.error(
+            f"--model_name must be letters, digits, '_', '.' or '-' (it is part of every path), got {args.model_name!r}"
+        )
+    if args.workers < 1:
+        p.error(f"--workers must be >= 1, got {args.workers}")
+    if not args.max_megapixels > 0:
+        p.error(f"--max-megapixels must be > 0, got {args.max_megapixels}")
+    return args
 
 
 def build_model(
-    model: str, *, device: str = "cpu", max_instances: int = DEFAULT_MAX_INSTANCES, max_pixels: int = DEFAULT_MAX_PIXELS
+    model: str,
+    *,
+    name: str = MODEL_NAME,
+    device: str = "cpu",
+    max_instances: int = DEFAULT_MAX_INSTANCES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ALPRModel:
-    """Resolve ``model`` (``latest`` through the metadata store) and return the loaded :class:`ALPRModel`.
+    """Resolve ``model`` (``latest`` through the metadata store) and return the loaded :class:`ALPRModel` ``name``.
 
     Raises:
         alpr.model.inference.ModelError: no selected model, or the model does not load.
@@ -330,7 +541,7 @@ def build_model(
     settings = load_settings()
     uri = resolve_model_uri(model, db_url=settings.db_url)
     served = ALPRModel(
-        MODEL_NAME,
+        name,
         model_uri=uri,
         cache_dir=settings.cache_dir / "models",
         device=device,
@@ -347,12 +558,16 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup()
     try:
         model = build_model(
-            args.model, device=args.device, max_instances=args.max_instances, max_pixels=int(args.max_megapixels * 1e6)
+            args.model,
+            name=args.model_name,
+            device=args.device,
+            max_instances=args.max_instances,
+            max_pixels=int(args.max_megapixels * 1e6),
         )
     except (ModelError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    kserve.ModelServer(http_port=args.http_port, workers=args.workers, enable_grpc=False).start([model])
+    ALPRModelServer(**{key: getattr(args, key) for key in _SERVER_OPTIONS}).start([model])
     return 0
 
 

@@ -7,17 +7,21 @@ is deployed when nothing is served yet, or when its EIR is higher by more than `
 strictly higher); otherwise it is skipped. Every decision, with a reason that quotes both EIR figures, is recorded
 in ``deployments`` (:meth:`alpr.metadata.MetadataTx.add_deployment`) and returned (:class:`DeployResult`).
 
-Two targets (``ALPR_DEPLOY_TARGET``, :class:`alpr.kubeflow.kserve.DeploySettings`):
+Two targets (:data:`alpr.kubeflow.kserve.DEPLOY_TARGETS`; the pipeline parameter ``deploy_target``, ``--target``,
+``ALPR_DEPLOY_TARGET``):
 
-- ``local`` (default; no cluster): the decision is recorded and the command that serves the model on this machine
-  is returned (``make serve MODEL=<uri>`` / ``python -m alpr.serving --model <uri>``).
-- ``kubernetes``: the KServe InferenceService is created, or merge-patched when it exists
+- ``local``: the decision is recorded and the command that serves the model on this machine is returned
+  (``make serve MODEL=<uri>`` / ``python -m alpr.serving --model <uri>``).
+- ``kubernetes``: the KServe InferenceService is created, or its ``storageUri`` merge-patched when it exists
   (:mod:`alpr.kubeflow.kserve`). A failing API call is recorded as ``failed`` (with the error) and raised as
   :class:`~alpr.kubeflow.kserve.DeployError`.
 
+``auto`` (the default) decides (:func:`alpr.kubeflow.kserve.resolve_target`): ``$ALPR_DEPLOY_TARGET`` when it
+names one of the two, else ``kubernetes`` inside a pod of a cluster (a pipeline run on Kubeflow), else ``local``.
+
 CLI (``alpr deploy``; also ``python -m alpr.steps.deploy`` and ``python -m alpr.deploy``)::
 
-    alpr deploy [--model latest|ID] [--target local|kubernetes] [--min-eir-improvement X] [--run NAME]
+    alpr deploy [--model latest|ID] [--target auto|local|kubernetes] [--min-eir-improvement X] [--run NAME]
     alpr deploy --model latest --manifest     # print the InferenceService YAML, change nothing
 """
 
@@ -37,6 +41,7 @@ import yaml
 from alpr import logs
 from alpr.kubeflow.kserve import (
     DEFAULT_EIR_SPLIT,
+    DEPLOY_TARGETS,
     LOCAL_TARGET,
     SERVING_PORT,
     DeployError,
@@ -182,7 +187,7 @@ def deploy_model(
         model_id: the newly selected model (None: :meth:`~alpr.metadata.MetadataStore.latest_selected_model`).
         run_name: the pipeline run deciding (recorded; must exist in the store), or None.
         min_improvement: how much higher the new EIR must be than the served one (>= 0; 0: strictly higher).
-        deploy_settings: target, InferenceService name/namespace, image, resources (default: from ``ALPR_*``).
+        deploy_settings: target, InferenceService name/namespace, runtime, replicas (default: from ``ALPR_*``).
         split: the evaluation split whose EIR is compared (``test``: recorded by the Test step).
         api_client: a ``kubernetes.client.ApiClient`` for a ``kubernetes`` target (default: :func:`kube_api_client`).
 
@@ -192,8 +197,10 @@ def deploy_model(
 
     Raises:
         alpr.metadata.NotFound: no model ``model_id`` / no selected model / no run ``run_name``.
-        ValueError: the model has no evaluation on ``split``; a bad ``min_improvement``.
-        DeployError: the deployment itself failed (recorded as ``failed`` first).
+        ValueError: the model has no evaluation on ``split``; a bad ``min_improvement``; a bad
+            ``$ALPR_DEPLOY_TARGET`` (target ``auto``).
+        DeployError: the deployment itself failed (recorded as ``failed`` first): the cluster cannot read the
+            model (:func:`~alpr.kubeflow.kserve.storage_uri`), the API refused, no Kubernetes configuration.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -213,6 +220,7 @@ def deploy_model(
             f"model {model['id']} has no {split} evaluation in {store.url_for_display}: "
             f"the Test step records it; run it before Deploy"
         )
+    local = ds.target() == LOCAL_TARGET
     target = ds.target_name()
     failure: BaseException | None = None
     service: ServiceChange | None = None
@@ -224,7 +232,7 @@ def deploy_model(
             model["id"], new_eir, served_id, served_eir, min_improvement=min_improvement, split=split, target=target
         )
         action, reason = ("deployed" if decision.deploy else "skipped"), decision.reason
-        if decision.deploy and ds.deploy_target != LOCAL_TARGET:
+        if decision.deploy and not local:
             try:
                 body = build_inference_service(
                     ds, model_uri=model["uri"], model_id=model["id"], eir=new_eir, run=run_name, split=split
@@ -269,7 +277,7 @@ def deploy_model(
         served_eir=served_eir,
         served_model_id=served_id,
         split=split,
-        serve_commands=serve_commands(model["uri"]) if ds.deploy_target == LOCAL_TARGET else [],
+        serve_commands=serve_commands(model["uri"]) if local else [],
         inference_service=service,
     )
 
@@ -290,7 +298,8 @@ def deploy_step(
         model_dir: Evaluate's ``selected_model`` artifact (its :class:`~alpr.steps.lineage.ModelLineage` names the
             model id).
         run_name: the pipeline run.
-        target: ``local`` or ``kubernetes``; empty: ``ALPR_DEPLOY_TARGET`` (default ``local``).
+        target: one of :data:`~alpr.kubeflow.kserve.DEPLOY_TARGETS` (``""``: ``auto``); ``auto`` resolves with
+            :func:`~alpr.kubeflow.kserve.resolve_target`.
         min_improvement: see :func:`deploy_model`.
         api_client: see :func:`deploy_model`.
 
@@ -300,13 +309,9 @@ def deploy_step(
         ValueError: an unknown ``target``; see :func:`deploy_model` for the rest.
     """
     lineage = read_lineage(model_dir, ModelLineage)
-    overrides: dict[str, Any] = {}
-    if target:
-        if target not in ("local", "kubernetes"):
-            raise ValueError(
-                f"deploy target must be 'local' or 'kubernetes' (or empty for $ALPR_DEPLOY_TARGET), got {target!r}"
-            )
-        overrides["deploy_target"] = target
+    if target not in ("", *DEPLOY_TARGETS):
+        raise ValueError(f"deploy target must be one of {', '.join(DEPLOY_TARGETS)}, got {target!r}")
+    overrides: dict[str, Any] = {"deploy_target": target} if target else {}
     return deploy_model(
         settings,
         model_id=int(lineage.model_id),
@@ -349,9 +354,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="latest", help="model id, or 'latest' (the latest selected; default)")
     p.add_argument(
         "--target",
-        choices=("local", "kubernetes"),
+        choices=DEPLOY_TARGETS,
         default=None,
-        help="deployment target (default: $ALPR_DEPLOY_TARGET, else local)",
+        help="deployment target (default: auto: $ALPR_DEPLOY_TARGET, else kubernetes in a cluster's pod, else local)",
     )
     p.add_argument(
         "--min-eir-improvement",

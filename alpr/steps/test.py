@@ -1,4 +1,4 @@
-"""The Test step: the selected model reads the held-out split; HTML report, recorded results, the run finished."""
+"""The Test step: the selected model reads the held-out split; HTML report and recorded results."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def test_step(
     settings: Settings, *, data_root: Path, model_dir: Path, report_dir: Path, run_name: str, split: str = "test"
 ) -> TestResult:
     """Read the ``split`` images with the selected model, write the HTML report (also published to
-    ``<storage>/runs/<run_name>/report``), record the results and mark the run succeeded.
+    ``<storage>/runs/<run_name>/report``) and record the results. The run's final status is not set here (Deploy
+    follows): :func:`alpr.steps.runs.finish_run_step` sets it when the pipeline ends.
 
     The metrics are Evaluate's (:func:`alpr.steps.evaluate.evaluate_step`) on this split: PLATE_SPEC's, the COCO mAP
     of the detections as the model serves them (:func:`alpr.model.detection_map.detection_map`: both stages, or the
@@ -39,7 +40,7 @@ def test_step(
         data_root: Record's folder.
         model_dir: Evaluate's folder (a :class:`~alpr.steps.lineage.ModelLineage`).
         report_dir: receives the report (``index.html``, ``images/``).
-        run_name: the pipeline run (finished ``succeeded`` here; a failure marks it failed).
+        run_name: the pipeline run (its row must exist; a failure marks it failed).
         split: the split read.
 
     Returns:
@@ -92,7 +93,6 @@ def test_step(
     with store.transaction() as tx:
         tx.add_evaluation(lineage.model_id, split, metrics, run=run_name)
         tx.add_test_results(lineage.model_id, rows, run=run_name)
-        tx.finish_run(run_name, "succeeded")
     return TestResult(
         metrics=metrics,
         images=len(images),

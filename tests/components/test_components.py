@@ -1,19 +1,24 @@
-"""Each KFP component's function called directly (``.python_func``) on a real workspace, in pipeline order."""
+"""Each KFP component's function called directly (``.python_func``) on a real workspace, in pipeline order.
+
+The tasks learn their run from ``ALPR_RUN_NAME`` (set here as the pipeline sets it), not from an input.
+"""
 
 import json
 from pathlib import Path
 
 import pytest
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model, PipelineTaskFinalStatus
 from tiny_models import TINY_HP
 
 from alpr.data.synth import synthesize
 from alpr.data.versions import register_annotation_version
+from alpr.kubeflow.platform import RUN_NAME_ENV
 from alpr.metadata import MetadataStore
 from alpr.model.report import CONFUSION_FILE, MISSING, ConfusionMatrix
 from alpr.settings import Settings
 from components.deploy import deploy
 from components.evaluate import evaluate
+from components.finish import finish
 from components.record import record
 from components.test import test as test_component
 from components.train import train
@@ -29,6 +34,7 @@ def workspace(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     for key, value in settings.environ().items():
         mp.setenv(key, value)
+    mp.setenv(RUN_NAME_ENV, RUN)
     src = tmp_path_factory.mktemp("labelme")
     synthesize(src, 20, seed=21, progress=False)
     register_annotation_version(settings, src, "v1", progress=False)
@@ -58,7 +64,6 @@ def test_record(workspace, artifacts):
         val_fraction=0.2,
         test_fraction=0.2,
         split_seed=0,
-        run_name=RUN,
         dataset=ds,
     )
     assert ds.metadata["annotation_version"] == "v1"
@@ -73,7 +78,6 @@ def test_train(workspace, artifacts):
     model, metrics = artifacts["candidates"], artifacts["train_metrics"]
     train.python_func(
         dataset=artifacts["dataset"],
-        run_name=RUN,
         config="rtmdet_tiny_reader_alpr.py",  # the two-stage reader, on the plates' crops
         weight_decay=0.05,
         seed=0,
@@ -99,7 +103,6 @@ def test_evaluate(workspace, artifacts):
     evaluate.python_func(
         dataset=artifacts["dataset"],
         candidates=artifacts["candidates"],
-        run_name=RUN,
         selection_metric="eir",
         selected_model=selected,
         metrics=metrics,
@@ -132,7 +135,6 @@ def test_test(workspace, artifacts, tmp_path):
     test_component.python_func(
         dataset=artifacts["dataset"],
         model=artifacts["selected"],
-        run_name=RUN,
         report=report,
         metrics=metrics,
         confusion_matrix=confusion,
@@ -162,7 +164,7 @@ def test_test(workspace, artifacts, tmp_path):
     # Every ground-truth character of the test split is a row of the matrix.
     n_chars = sum(len(p["text"]) for img in n_test for p in img.get("plates", []))
     assert sum(sum(row["row"]) for row in cm["rows"][:-1]) == n_chars
-    assert store.get_run(RUN)["status"] == "succeeded"
+    assert store.get_run(RUN)["status"] == "running"  # Deploy follows; the exit handler (Finish) ends the run
 
 
 def test_deploy(workspace, artifacts, tmp_path, monkeypatch):
@@ -170,7 +172,6 @@ def test_deploy(workspace, artifacts, tmp_path, monkeypatch):
     decision, metrics = Markdown(name="decision", uri=str(tmp_path / "decision.md")), Metrics(name="m", uri="")
     action = deploy.python_func(
         model=artifacts["selected"],
-        run_name=RUN,
         deploy_target="",
         min_eir_improvement=0.0,
         decision=decision,
@@ -188,7 +189,6 @@ def test_deploy(workspace, artifacts, tmp_path, monkeypatch):
     assert (
         deploy.python_func(
             model=artifacts["selected"],
-            run_name=RUN,
             deploy_target="local",
             min_eir_improvement=0.0,
             decision=again,
@@ -204,9 +204,10 @@ def test_deploy(workspace, artifacts, tmp_path, monkeypatch):
     assert "already served" in rows[1]["reason"]
 
 
-def test_record_refuses_an_unknown_version(workspace, tmp_path):
+def test_record_refuses_an_unknown_version(workspace, tmp_path, monkeypatch):
     from alpr.data.repo import DatasetRepoError
 
+    monkeypatch.setenv(RUN_NAME_ENV, "other")
     with pytest.raises(DatasetRepoError, match="'v404'"):
         record.python_func(
             annotation_version="v404",
@@ -214,15 +215,15 @@ def test_record_refuses_an_unknown_version(workspace, tmp_path):
             val_fraction=0.1,
             test_fraction=0.1,
             split_seed=0,
-            run_name="other",
             dataset=Dataset(name="d", uri=str(tmp_path / "d")),
         )
     run = MetadataStore(workspace.db_url).get_run("other")
     assert run["status"] == "failed" and run["finished_at"] is not None  # not left "running" forever
 
 
-def test_a_failing_step_marks_its_run_failed(workspace, tmp_path):
+def test_a_failing_step_marks_its_run_failed(workspace, tmp_path, monkeypatch):
     """Record succeeds, Train fails (a config that does not exist): the run ends ``failed``, the error is Train's."""
+    monkeypatch.setenv(RUN_NAME_ENV, "broken-train")
     dataset = Dataset(name="d", uri=str(tmp_path / "d"))
     record.python_func(
         annotation_version="v1",
@@ -230,7 +231,6 @@ def test_a_failing_step_marks_its_run_failed(workspace, tmp_path):
         val_fraction=0.2,
         test_fraction=0.2,
         split_seed=0,
-        run_name="broken-train",
         dataset=dataset,
     )
     store = MetadataStore(workspace.db_url)
@@ -238,7 +238,6 @@ def test_a_failing_step_marks_its_run_failed(workspace, tmp_path):
     with pytest.raises(Exception, match="no_such_config"):
         train.python_func(
             dataset=dataset,
-            run_name="broken-train",
             config="no_such_config.py",
             weight_decay=0.05,
             seed=0,
@@ -250,3 +249,35 @@ def test_a_failing_step_marks_its_run_failed(workspace, tmp_path):
         )
     run = store.get_run("broken-train")
     assert run["status"] == "failed" and run["finished_at"] is not None
+    # The exit handler then gets the failed group's state and keeps the run failed, with the reason.
+    status = _final_status("FAILED", error="Train failed")
+    assert finish.python_func(status=status) == "failed"
+    assert store.get_run("broken-train")["status"] == "failed"
+
+
+def _final_status(state: str, error: str = "") -> PipelineTaskFinalStatus:
+    """What the KFP backend hands the exit task: the exit-handler group's final state."""
+    return PipelineTaskFinalStatus(
+        state=state,
+        pipeline_job_resource_name="alpr-train-abcde",
+        pipeline_task_name="exit-handler-1",
+        error_code=None,
+        error_message=error or None,
+    )
+
+
+def test_finish_ends_the_run_after_deploy(workspace):
+    """After Test and Deploy the run is still running; the exit task (Finish) sets succeeded."""
+    store = MetadataStore(workspace.db_url)
+    assert store.get_run(RUN)["status"] == "running"
+    assert finish.python_func(status=_final_status("COMPLETE")) == "succeeded"
+    run = store.get_run(RUN)
+    assert run["status"] == "succeeded" and run["finished_at"] is not None
+
+
+def test_a_component_outside_a_run_says_what_is_missing(workspace, tmp_path, monkeypatch):
+    from alpr.steps.runs import RunNameMissing
+
+    monkeypatch.delenv(RUN_NAME_ENV)
+    with pytest.raises(RunNameMissing, match="ALPR_RUN_NAME"):
+        finish.python_func(status=_final_status("COMPLETE"))

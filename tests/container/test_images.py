@@ -56,7 +56,8 @@ def test_labels_user_and_entry(images, podman, target):
     assert run([podman, "run", "--rm", "--entrypoint", "id", images[target], "-u"]).stdout.strip() == str(IMAGE_UID)
     if target == "serving":
         assert config["ExposedPorts"] == {"8080/tcp": {}}
-        assert config["Entrypoint"][:2] == ["/bin/sh", "-c"] and "alpr.serving" in config["Entrypoint"][2]
+        # KServe's ServingRuntime passes its args (--model_name, --model_dir, --http_port) to this entry point
+        assert config["Entrypoint"] == ["python", "-m", "alpr.serving"] and config["Cmd"] == ["--http_port=8080"]
         assert "v2/health/live" in " ".join(info["Healthcheck"]["Test"])  # the docker format keeps HEALTHCHECK
 
 

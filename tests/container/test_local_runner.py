@@ -60,3 +60,12 @@ def test_docker_run_args(tmp_path, monkeypatch):
     assert podman["entrypoint"][:2] == ["/bin/sh", "-c"] and "exit $code" in podman["entrypoint"][2]
     # kfp.local accepts them (it refuses unknown or reserved `docker run` arguments)
     assert isinstance(local.DockerRunner(**podman), local.DockerRunner)
+
+
+def test_the_tasks_get_the_runs_name_when_it_is_set(tmp_path, monkeypatch):
+    """pipelines.run sets ALPR_RUN_NAME before it makes the runner: a task in a container knows its run."""
+    settings = Settings(workspace=tmp_path / "ws")
+    monkeypatch.delenv("ALPR_RUN_NAME", raising=False)
+    assert "ALPR_RUN_NAME" not in local_runner.task_environment(settings)
+    monkeypatch.setenv("ALPR_RUN_NAME", "alpr-train-20260101-000000-abcdef")
+    assert local_runner.task_environment(settings)["ALPR_RUN_NAME"] == "alpr-train-20260101-000000-abcdef"

@@ -39,8 +39,9 @@ def test_pipeline_runs_every_task_in_the_components_image(images, docker_host, s
     (shared_tmp / "run.log").write_text(log)
     print(log[-6000:])
     assert proc.returncode == 0, log[-8000:]
-    # Every task ran in the image (kfp.local prints the image it found before each container).
-    assert log.count(f"Found image '{images['components']}'") == 6, log[-4000:]
+    # Every task ran in the image (kfp.local prints the image it found before each container): Record, Train,
+    # Evaluate, Test, Deploy. Tune is off, so the local graph leaves it out; locally Finish is pipelines.run's own call.
+    assert log.count(f"Found image '{images['components']}'") == 5, log[-4000:]
     summary, _ = json.JSONDecoder().raw_decode(log[log.index("{", log.index("=== ALPR pipeline finished")) :])
     assert summary["model_uri"] and summary["deployment"]["action"] == "deployed"
     assert set(summary["val"]) and set(summary["test"])

@@ -146,3 +146,54 @@ def test_sigterm_stops_the_server(images, podman, tiny_model_dir, served):
     seconds = time.monotonic() - started
     code = run([podman, "inspect", "--format", "{{.State.ExitCode}}", name]).stdout.strip()
     assert code != "137" and seconds < 20, (code, seconds)
+
+
+def test_serves_as_the_serving_runtime_starts_it(images, podman, tiny_model_dir, encoded):
+    """The serving image started with the committed ServingRuntime's own args (``{{.Name}}`` = the
+    InferenceService's name) and the model at ``/mnt/models``, where KServe's storage initializer puts the
+    ``storageUri`` (no ``STORAGE_URI``, no database, no bucket): it serves the model under that name, refuses the
+    model-repository routes (403) and stays ready."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    runtime = yaml.safe_load((root / "manifests" / "base" / "servingruntime.yaml").read_text(encoding="utf-8"))
+    (container,) = runtime["spec"]["containers"]
+    isvc_name = "plates"
+    args = [a.replace("{{.Name}}", isvc_name) for a in container["args"]]
+    assert "--model_dir=/mnt/models" in args
+    shared = Path(tempfile.mkdtemp(prefix="alpr-runtime-"))
+    shared.chmod(0o755)
+    model_dir = world_readable_copy(tiny_model_dir, shared / "model")
+    name = f"alpr-runtime-test-{int(time.time())}"
+    port = _free_port()
+    cmd = [podman, "run", "-d", "--name", name, "--init", "--read-only", "--tmpfs", "/tmp:rw,mode=1777"]
+    cmd += ["-v", f"{model_dir}:/mnt/models:ro", "-p", f"127.0.0.1:{port}:8080"]
+    cmd += [f"--env={e['name']}={e['value']}" for e in container.get("env", [])]
+    run([*cmd, images["serving"], *args])
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, trust_env=False)
+    try:
+        ready = container["readinessProbe"]["httpGet"]["path"].replace("{{.Name}}", isvc_name)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                if client.get(ready, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                logs = run([podman, "logs", name], check=False)
+                pytest.fail(f"not ready after {READY_TIMEOUT_S} s:\n{logs.stdout[-2000:]}{logs.stderr[-3000:]}")
+            time.sleep(0.25)
+        r = post_json(client, f"/v2/models/{isvc_name}/infer", v2_body(encoded, request_id="rt-1"))
+        check_v2_plates(r, 2, request_id="rt-1", model_name=isvc_name)
+        assert client.post(f"/v2/repository/models/{isvc_name}/unload").status_code == 403
+        assert client.get(ready).status_code == 200
+        assert client.get(container["livenessProbe"]["httpGet"]["path"]).status_code == 200
+    finally:
+        client.close()
+        run([podman, "rm", "-f", "-t", "5", name], check=False)
+        shutil.rmtree(shared, ignore_errors=True)

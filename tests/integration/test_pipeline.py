@@ -1,6 +1,7 @@
 """The pipeline: compiled IR (no cluster) and one complete kfp.local run on tiny data."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -9,38 +10,16 @@ from alpr.metadata import MetadataStore
 from alpr.settings import Settings
 from pipelines import run as pipeline
 
-TASKS = ["record", "tune", "train", "evaluate", "test", "deploy"]
 
-
-def test_compile_wires_the_tasks_in_order(tmp_path):
+def test_compile_carries_every_parameter_and_its_default(tmp_path):
+    """The graph itself (order, caching, Tune's condition, the exit handler) is tests/pipelines/test_graph.py's."""
     out = pipeline.compile_pipeline(tmp_path / "p.yaml")
     spec = next(yaml.safe_load_all(out.read_text()))  # the pipeline spec; the kubernetes platform spec follows
-    tasks = spec["root"]["dag"]["tasks"]
-    assert sorted(tasks) == sorted(TASKS)
-    assert "dependentTasks" not in tasks["record"]
-    assert tasks["tune"]["dependentTasks"] == ["record"]  # off by default: it then returns "" at once
-    assert sorted(tasks["train"]["dependentTasks"]) == ["record", "tune"]  # Train takes Tune's best parameters
-    assert sorted(tasks["evaluate"]["dependentTasks"]) == ["record", "train"]
-    assert sorted(tasks["test"]["dependentTasks"]) == ["evaluate", "record"]
-    assert sorted(tasks["deploy"]["dependentTasks"]) == ["evaluate", "test"]  # after Test: it records the test EIR
-    # Artifacts flow Record -> Train -> Evaluate -> Test.
-    assert tasks["train"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]["producerTask"] == "record"
-    assert tasks["evaluate"]["inputs"]["artifacts"]["candidates"]["taskOutputArtifact"]["producerTask"] == "train"
-    assert tasks["test"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
-        "outputArtifactKey": "selected_model",
-        "producerTask": "evaluate",
-    }
-    assert tasks["deploy"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
-        "outputArtifactKey": "selected_model",
-        "producerTask": "evaluate",
-    }
-    assert tasks["deploy"]["inputs"]["parameters"]["deploy_target"]["componentInputParameter"] == "deploy_target"
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert set(params) == set(pipeline.DEFAULTS)
     assert params["epochs"]["defaultValue"] == pipeline.DEFAULTS["epochs"]
     assert params["selection_metric"]["defaultValue"] == "eir"
-    # The run name reaches the components through KFP's placeholder.
-    assert tasks["record"]["inputs"]["parameters"]["run_name"]["runtimeValue"]["constant"] == "{{$.pipeline_job_name}}"
+    assert sorted(spec["root"]["dag"]["tasks"]) == ["exit-handler-1", "finish"]
 
 
 def test_compile_cli_writes_yaml(tmp_path, capsys):
@@ -87,7 +66,7 @@ def test_local_run_end_to_end(tmp_path, monkeypatch, capsys):
     ]
     assert pipeline.main(argv) == 0
     out = capsys.readouterr().out
-    assert "ALPR pipeline finished" in out and "selected model" in out
+    assert "ALPR pipeline finished" in out and "selected model" in out and "test report:    /" in out
     assert "deploy:         deployed at local" in out and "serve:          make serve MODEL=" in out
     store = MetadataStore(f"sqlite:///{ws / 'metadata.db'}")
     model = store.latest_selected_model()
@@ -98,7 +77,12 @@ def test_local_run_end_to_end(tmp_path, monkeypatch, capsys):
     splits = {e["split"] for e in store.evaluations(model["id"])}
     assert splits == {"val", "test"}
     assert store.test_results(model["id"])
-    assert store.get_run(lineage["run"]["name"])["status"] == "succeeded"
+    run = store.get_run(lineage["run"]["name"])
+    assert run["status"] == "succeeded" and run["finished_at"] is not None  # finished after Deploy, not by Test
+    assert run["name"].startswith("alpr-train-") and run["host"] == "local"
+    assert run["parameters"] == {**pipeline.DEFAULTS, **run["parameters"]} and run["parameters"]["epochs"] == 2
+    assert f"run:            {run['name']}  succeeded" in out
+    assert [d["run"] for d in store.deployments("local")] == [run["name"]]  # Deploy recorded the same run
     reports = list((ws / "pipeline_root").glob("*/test/report_files/index.html"))
     assert len(reports) == 1 and "ALPR test report" in reports[0].read_text()
     assert list((ws / "storage" / "tensorboard").rglob("events.out.tfevents.*"))
@@ -119,3 +103,22 @@ def test_local_run_end_to_end(tmp_path, monkeypatch, capsys):
     readings = json.loads(out_file.read_text())
     assert sorted(readings) == sorted(p.name for p in images)
     assert all("plates" in r for r in readings.values())
+
+
+def test_a_failing_local_run_ends_failed(tmp_path, monkeypatch, capsys):
+    """Record fails (an annotation version the dataset repository does not have): kfp.local stops, the run is
+    recorded ``failed`` with every parameter, and the command exits 1 with the reason."""
+    ws = tmp_path / "ws"
+    for key, value in Settings(workspace=ws).environ().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("ALPR_RUN_NAME", raising=False)
+    assert pipeline.main(["--run", "--workspace", str(ws), "--annotation-version", "annotations-v404"]) == 1
+    captured = capsys.readouterr()
+    (name,) = re.findall(r"^run: (alpr-train-\S+)$", captured.out, flags=re.MULTILINE)
+    assert f"ALPR pipeline failed: run {name} failed: " in captured.err
+    run = MetadataStore(f"sqlite:///{ws / 'metadata.db'}").get_run(name)
+    assert run["status"] == "failed" and run["finished_at"] is not None
+    assert run["parameters"]["annotation_version"] == "annotations-v404"
+    import os
+
+    assert "ALPR_RUN_NAME" not in os.environ  # the run's name was set for its tasks only

@@ -37,13 +37,16 @@ def _first_document(text: str) -> dict:
 
 
 def test_tune_runs_before_train_and_feeds_it(tmp_path):
+    """Tune (under dsl.If(tune), see tests/pipelines/test_graph.py) takes Record's dataset and feeds its Train."""
     spec = _first_document(pipeline.compile_pipeline(tmp_path / "p.yaml").read_text())
-    tasks = spec["root"]["dag"]["tasks"]
-    assert tasks["tune"]["dependentTasks"] == ["record"]
-    assert tasks["tune"]["inputs"]["parameters"]["enabled"] == {"componentInputParameter": "tune"}
-    assert tasks["tune"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]["producerTask"] == "record"
+    (branch,) = [c for c in spec["components"].values() if "tune" in c.get("dag", {}).get("tasks", {})]
+    tasks = branch["dag"]["tasks"]
+    assert "dependentTasks" not in tasks["tune"] and tasks["train"]["dependentTasks"] == ["tune"]
+    assert tasks["tune"]["inputs"]["artifacts"]["dataset"] == {
+        "componentInputArtifact": "pipelinechannel--record-dataset"
+    }
     for name in ("epochs", "val_interval", "seed", "config"):
-        assert tasks["tune"]["inputs"]["parameters"][name] == {"componentInputParameter": name}
+        assert tasks["tune"]["inputs"]["parameters"][name] == {"componentInputParameter": f"pipelinechannel--{name}"}
     assert tasks["train"]["inputs"]["parameters"]["hp_override"] == {
         "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "tune"}
     }
@@ -65,30 +68,11 @@ def test_tune_flags():
         pipeline._parse_args(["--katib", "--run"])
 
 
-def test_the_tune_step_off_returns_no_override(tmp_path):
-    out = tune.python_func(
-        enabled=False,
-        dataset=Dataset(uri=str(tmp_path)),
-        run_name="r",
-        config="c.py",
-        epochs=1,
-        val_interval=1,
-        seed=0,
-        algorithm="tpe",
-        max_trials=1,
-        parallel=1,
-        max_failed=0,
-        timeout_s=0,
-        metrics=Metrics(uri=str(tmp_path / "m")),
-    )
-    assert out == ""
-
-
-def test_train_refuses_an_override_that_is_not_hyperparameters(tmp_path):
+def test_train_refuses_an_override_that_is_not_hyperparameters(tmp_path, workspace, monkeypatch):
+    monkeypatch.setenv("ALPR_RUN_NAME", "r")  # the run a pipeline task belongs to
     with pytest.raises(ValueError, match="hp_override: momentum are not hyperparameters"):
         train.python_func(
             dataset=Dataset(uri=str(tmp_path)),
-            run_name="r",
             config="rtmdet_tiny_alpr.py",
             lr=0.004,
             epochs=1,
@@ -234,10 +218,9 @@ def test_the_tune_step_on_finds_parameters_for_train(tiny_coco, workspace, tmp_p
     dataset = tmp_path / "dataset"
     shutil.copytree(tiny_coco, dataset)
     metrics = Metrics(uri=str(tmp_path / "metrics"))
+    monkeypatch.setenv("ALPR_RUN_NAME", "Run 1/2")  # the task's run: the study is named after it
     out = tune.python_func(
-        enabled=True,
         dataset=Dataset(uri=str(dataset)),
-        run_name="Run 1/2",
         config="rtmdet_tiny_alpr.py",
         epochs=1,
         val_interval=1,

@@ -42,4 +42,4 @@ def test_tuning_defaults_are_pipeline_parameters_of_the_tune_step():
 def test_the_three_groups_of_pipeline_parameters_do_not_overlap():
     groups = [set(TRAINING_DEFAULTS), set(DEPLOY_DEFAULTS), set(TUNING_DEFAULTS)]
     assert len(set().union(*groups)) == sum(map(len, groups))
-    assert DEPLOY_DEFAULTS.asdict() == {"deploy_target": "", "min_eir_improvement": 0.0}
+    assert DEPLOY_DEFAULTS.asdict() == {"deploy_target": "auto", "min_eir_improvement": 0.0}

@@ -72,3 +72,14 @@ def test_relative_links_resolve(doc: Path):
         elif (path and not resolved.exists()) or (not path and anchor not in anchors):
             broken.append(target)
     assert not broken, broken
+
+
+def test_license_file_matches_the_declared_licence():
+    """pyproject.toml declares Apache-2.0: the repository carries that licence's text (and so the wheel does)."""
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["license"]
+    assert declared == "Apache-2.0"
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text

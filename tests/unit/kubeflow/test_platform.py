@@ -10,7 +10,14 @@ from alpr.kubeflow import platform as kfp_platform
 from alpr.kubeflow.platform import PlatformSettings
 from pipelines import run as pipeline
 
-STEPS = ["record", "train", "evaluate", "test", "deploy"]
+STEPS = ["record", "train", "evaluate", "test", "deploy", "finish"]
+
+
+def _tasks(spec) -> dict:
+    """Every task of the compiled pipeline by name: the root's and those of its nested DAGs (the exit handler's,
+    the Tune condition's branches)."""
+    dags = [spec["root"], *(c for c in spec["components"].values() if "dag" in c)]
+    return {name: task for comp in dags for name, task in comp["dag"]["tasks"].items()}
 
 
 def _compile(tmp_path, settings: PlatformSettings | None = None):
@@ -35,7 +42,7 @@ def _no_platform_env(monkeypatch):
 
 def test_every_task_carries_secrets_configmap_pvc_and_env(tmp_path):
     _, spec, executors = _compile(tmp_path)
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = _tasks(spec)
     for step in STEPS:
         assert step in tasks, f"pipeline lost task {step}"
         ex = executors[f"exec-{step}"]
@@ -47,7 +54,12 @@ def test_every_task_carries_secrets_configmap_pvc_and_env(tmp_path):
         }
         (cm,) = ex["configMapAsEnv"]
         assert cm["configMapName"] == "alpr-config"
-        assert {m["envVar"] for m in cm["keyToEnv"]} == {"ALPR_STORAGE_URI", "ALPR_DATASET_REPO", "ALPR_DVC_REMOTE"}
+        assert {m["envVar"] for m in cm["keyToEnv"]} == {
+            "ALPR_STORAGE_URI",
+            "ALPR_DATASET_REPO",
+            "ALPR_DVC_REMOTE",
+            "ALPR_DEPLOY_TARGET",
+        }
         (pvc,) = ex["pvcMount"]
         assert pvc["constant"] == "alpr-workspace" and pvc["mountPath"] == "/mnt/alpr"
         vols = {v["secretName"]: v for v in ex["secretAsVolume"]}
@@ -61,8 +73,11 @@ def test_every_task_carries_secrets_configmap_pvc_and_env(tmp_path):
 def test_no_task_is_left_without_platform_config(tmp_path):
     """A task added to the pipeline without its apply_platform line would run without DB, PVC or resources."""
     _, spec, executors = _compile(tmp_path)
-    for name, task in spec["root"]["dag"]["tasks"].items():
-        executor = spec["components"][task["componentRef"]["name"]]["executorLabel"]
+    for name, task in _tasks(spec).items():
+        component = spec["components"][task["componentRef"]["name"]]
+        if "dag" in component:  # a group (exit handler, condition): its tasks are checked themselves
+            continue
+        executor = component["executorLabel"]
         assert "secretAsEnv" in executors.get(executor, {}), f"task {name} has no apply_platform(...)"
         assert "resourceCpuLimit" in spec["deploymentSpec"]["executors"][executor]["container"]["resources"], name
 
@@ -81,14 +96,26 @@ def test_resources_gpu_retries_and_caching(tmp_path):
     assert executors["exec-train"]["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
-    tasks = spec["root"]["dag"]["tasks"]
-    for step in ("record", "evaluate", "test", "deploy"):
+    tasks = _tasks(spec)
+    for step in ("record", "evaluate", "test", "deploy", "finish"):
         assert tasks[step]["retryPolicy"]["maxRetryCount"] == 3, step
         assert tasks[step]["retryPolicy"]["backoffDuration"] == "30s"
     assert "retryPolicy" not in tasks["train"]
     assert tasks["record"]["cachingOptions"] == {"enableCache": True}
     assert not tasks["train"]["cachingOptions"].get("enableCache")  # retraining trains again
     assert not tasks["deploy"]["cachingOptions"].get("enableCache")  # changes the cluster: never cached
+    assert not tasks["finish"]["cachingOptions"].get("enableCache")  # records how this very run ended
+    assert not tasks["tune"]["cachingOptions"].get("enableCache")  # starts a Katib Experiment
+
+
+def test_every_task_gets_its_run_from_the_pod_label_not_an_input(tmp_path):
+    """ALPR_RUN_NAME from the downward API (the KFP run id on every pod of the run): no run-specific input."""
+    _, spec, executors = _compile(tmp_path)
+    for name, executor in executors.items():
+        assert {"name": "ALPR_RUN_NAME", "fieldPath": "metadata.labels['pipeline/runid']"} in executor[
+            "fieldPathAsEnv"
+        ], name
+    assert kfp_platform.RUN_NAME_ENV == "ALPR_RUN_NAME"
 
 
 def test_settings_change_the_compiled_config(tmp_path):
@@ -119,7 +146,7 @@ def test_settings_change_the_compiled_config(tmp_path):
     assert res["accelerator"]["resourceType"] == "amd.com/gpu" and res["accelerator"]["resourceCount"] == "2"
     assert res["resourceCpuRequest"] == "6" and res["resourceMemoryLimit"] == "30Gi"
     assert "env" not in spec["deploymentSpec"]["executors"]["exec-record"]["container"]
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = _tasks(spec)
     assert all("retryPolicy" not in tasks[s] for s in STEPS)
     assert tasks["train"]["cachingOptions"] == {"enableCache": True}
 

@@ -1,4 +1,5 @@
-"""Tests of alpr.metadata.cli: ``alpr db init|show-url`` (``python -m alpr.metadata``) on both backends."""
+"""Tests of alpr.metadata.cli: ``alpr db upgrade|init|current|check|downgrade|history|revision|show-url``
+(``python -m alpr.metadata``) on both backends."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from alpr.metadata import MetadataStore, cli
+from alpr.metadata import MetadataStore, cli, migrate
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -82,12 +83,50 @@ def test_cli_help_names_alpr_db_and_its_subcommands(capsys):
         cli._parse_args(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    assert text.startswith("usage: alpr db") and "init" in text and "show-url" in text
-    for command in ("init", "show-url"):
+    assert text.startswith("usage: alpr db")
+    for command in cli.COMMANDS:
+        assert command in text
         with pytest.raises(SystemExit):
             cli._parse_args([command, "--help"])
-        assert "--url" in capsys.readouterr().out
+        assert ("--url" in capsys.readouterr().out) == (command != "history")
+    for missing in (["downgrade"], ["revision"]):  # --revision and -m are required
+        with pytest.raises(SystemExit) as info:
+            cli._parse_args(missing)
+        assert info.value.code == 2 and "required" in capsys.readouterr().err
     proc = subprocess.run(
         [sys.executable, "-m", "alpr.metadata", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0 and proc.stdout.startswith("usage: alpr db")
+
+
+def test_cli_upgrade_current_check_downgrade_history(db_url, monkeypatch, capsys):
+    monkeypatch.setenv("ALPR_DB_URL", db_url)
+    assert cli.main(["current"]) == 0
+    assert capsys.readouterr().out.startswith("none (no alembic_version")
+    assert cli.main(["upgrade", "--revision", migrate.BASELINE]) == 0
+    assert capsys.readouterr().out.startswith("metadata schema migrated empty -> 0001 at ")
+    assert cli.main(["current"]) == 0
+    assert capsys.readouterr().out == "0001\n"
+    assert cli.main(["check"]) == 1  # at the baseline: revision 0002's index is missing
+    out = capsys.readouterr().out
+    assert out.startswith("2 difference(s) between the database and schema.py") and "add_index" in out
+    assert cli.main(["upgrade"]) == 0
+    assert capsys.readouterr().out.startswith("metadata schema migrated 0001 -> 0002 at ")
+    assert cli.main(["upgrade"]) == 0
+    assert capsys.readouterr().out.startswith("metadata schema at 0002, nothing to do")
+    assert cli.main(["current"]) == 0 and capsys.readouterr().out == "0002 (head)\n"
+    assert cli.main(["check"]) == 0 and "matches schema.py" in capsys.readouterr().out
+    assert cli.main(["downgrade", "--revision", "0001"]) == 0
+    assert capsys.readouterr().out.startswith("metadata schema migrated 0002 -> 0001 at ")
+    assert cli.main(["current"]) == 0 and capsys.readouterr().out == "0001\n"
+    assert cli.main(["upgrade", "--revision", "nope"]) == 1
+    assert "'nope' is unknown to this code; known: 0001, 0002" in capsys.readouterr().err
+    assert cli.main(["history"]) == 0  # needs no database
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("base -> 0001: baseline") and lines[1].startswith("0001 -> 0002 (head): deployments")
+    monkeypatch.delenv("ALPR_DB_URL")
+    for command in (["upgrade"], ["current"], ["check"], ["revision", "-m", "x", "--autogenerate"]):
+        assert cli.main(command) == 2
+        assert "ALPR_DB_URL" in capsys.readouterr().err
+    assert cli.main(["revision", "-m", " "]) == 1  # an empty message: refused before anything is written
+    assert "empty" in capsys.readouterr().err

@@ -1,5 +1,5 @@
 """Tests of alpr.metadata.store: the engine on both backends (an SQLite file and the real MariaDB/MySQL server,
-``db_url``), schema creation, SQLite settings, URL checks and password injection."""
+``db_url``), schema creation (a migration to head), SQLite settings, URL checks and password injection."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
-from alpr.metadata import MetadataConnectionError, MetadataStore, cli, schema
+from alpr.metadata import MetadataConnectionError, MetadataStore, cli, migrate, schema
 
 
 def test_create_schema_is_idempotent(db_url, populate, core_tables):
     store = MetadataStore(db_url)
-    store.create_schema()
+    assert store.create_schema().after == migrate.head()  # create_schema migrates to the newest revision
     populate(store)
-    store.create_schema()  # second time: no error, data kept
+    assert not store.create_schema().changed  # second time: no error, data kept
+    assert store.schema_revision() == migrate.head()
     assert core_tables <= set(sa.inspect(store.engine).get_table_names())
     assert store.get_annotation_version("annotations-v1")["image_count"] == 3
     assert store.dialect == ("sqlite" if db_url.startswith("sqlite") else "mysql")

@@ -6,6 +6,8 @@ No model, no server: images are made here with OpenCV, headers that claim a size
 """
 
 import base64
+import json
+import struct
 import subprocess
 import sys
 
@@ -19,7 +21,10 @@ from alpr.serving.codec import (
     RequestError,
     decode_image,
     decode_images,
+    deserialize_bytes_elements,
     image_size_from_header,
+    is_raw_image,
+    split_v2_body,
     v1_encoded_images,
     v2_encoded_images,
 )
@@ -209,3 +214,111 @@ def test_the_codec_does_not_import_kserve():
     """Decoding works without the server's dependencies (kserve parses sys.argv when imported)."""
     code = "import sys, alpr.serving.codec; sys.exit('kserve' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60, check=False).returncode == 0
+
+
+# --- raw image bytes and the V2 binary data extension ------------------------------------------------------------
+
+
+def _elements(*items: bytes) -> bytes:
+    return b"".join(struct.pack("<I", len(item)) + item for item in items)
+
+
+def test_raw_jpeg_and_png_bytes_decode_like_their_base64(images):
+    assert is_raw_image(images["png"]) and is_raw_image(images["jpeg"]) and is_raw_image(bytearray(images["png"]))
+    assert not is_raw_image(_b64(images["png"]).encode()) and not is_raw_image(_b64(images["png"]))
+    assert np.array_equal(decode_image(images["png"]), images["png_bgr"])
+    assert np.array_equal(decode_image(images["jpeg"]), decode_image(_b64(images["jpeg"])))
+    assert np.array_equal(decode_image(_b64(images["png"]).encode()), images["png_bgr"])  # base64 as bytes
+    with pytest.raises(ValueError, match="neither the bytes of a JPEG or PNG file nor base64"):
+        decode_image(b"GIF89a" + bytes(20))
+    with pytest.raises(ValueError, match="image is 0.0 MB, over the limit"):
+        decode_image(images["png"], max_bytes=10)
+    with pytest.raises(ValueError, match="truncated or corrupt JPEG header"):
+        decode_image(images["jpeg"][:100])
+
+
+def test_deserialize_bytes_elements():
+    assert deserialize_bytes_elements(b"") == []
+    assert deserialize_bytes_elements(_elements(b"ab", b"", b"c")) == [b"ab", b"", b"c"]
+    with pytest.raises(RequestError, match="element 1 has a truncated 4-byte length prefix"):
+        deserialize_bytes_elements(_elements(b"ab") + b"\x01\x00")
+    with pytest.raises(RequestError, match="element 0 claims 5 bytes, only 2 are left"):
+        deserialize_bytes_elements(struct.pack("<I", 5) + b"ab")
+    with pytest.raises(RequestError, match="too many instances: more than 2"):
+        deserialize_bytes_elements(_elements(b"a", b"b", b"c"), max_elements=2)
+
+
+def _binary(header: dict, *tensors: bytes) -> tuple[bytes, str]:
+    head = json.dumps(header).encode()
+    return head + b"".join(tensors), str(len(head))
+
+
+def test_split_v2_body_fills_in_the_binary_data(images):
+    tensor = _elements(images["jpeg"], images["png"])
+    inp = {"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(tensor)}}
+    other = {"name": "x", "datatype": "BYTES", "shape": [1], "data": ["AAAA"]}
+    body, length = _binary({"id": "r", "inputs": [other, inp]}, tensor)
+    request = split_v2_body(body, length)
+    assert request["id"] == "r" and request["inputs"][0]["data"] == ["AAAA"]
+    assert request["inputs"][1]["data"] == [images["jpeg"], images["png"]]
+    # no header: the whole body is the JSON request
+    plain = json.dumps({"inputs": [other]}).encode()
+    assert split_v2_body(plain, None)["inputs"] == [other]
+    assert split_v2_body(plain, f" {len(plain)} ")["inputs"] == [other]
+
+
+@pytest.mark.parametrize(
+    ("body", "length", "message"),
+    [
+        (b'{"inputs": []}', "abc", "must be a byte count, got 'abc'"),
+        (b'{"inputs": []}', "-1", "must be a byte count"),
+        (b'{"inputs": []}', "0", "is 0, but the body has 14 bytes"),
+        (b'{"inputs": []}', "99", "is 99, but the body has 14 bytes"),
+        (b"{nope", None, "is not valid JSON"),
+        (b"\xff\xfe", None, "is not valid JSON"),
+        (b"[1]", None, "must be a JSON object"),
+        (b'{"inputs": {}}', None, 'needs "inputs": a list'),
+        (b'{"inputs": ["x"]}', None, "input 0 must be a JSON object, got str"),
+        (b'{"inputs": [{"name": "image"}]}', None, 'input "image": no "data" and no parameters.binary_data_size'),
+        (b'{"inputs": [{"name": "image", "data": [], "parameters": {"binary_data_size": 0}}]}', None, 'both "data"'),
+        (
+            b'{"inputs": [{"name": "i", "datatype": "BYTES", "parameters": {"binary_data_size": true}}]}',
+            None,
+            "byte count",
+        ),
+        (
+            b'{"inputs": [{"name": "i", "datatype": "BYTES", "parameters": {"binary_data_size": 1.5}}]}',
+            None,
+            "byte count",
+        ),
+        (
+            b'{"inputs": [{"name": "i", "datatype": "FP32", "parameters": {"binary_data_size": 4}}]}',
+            None,
+            "BYTES inputs only",
+        ),
+        (
+            b'{"inputs": [{"name": "i", "datatype": "BYTES", "parameters": {"binary_data_size": 4}}]}',
+            None,
+            "only 0 bytes",
+        ),
+    ],
+)
+def test_split_v2_body_refuses_malformed_bodies(body, length, message):
+    with pytest.raises(RequestError, match=message):
+        split_v2_body(body, length)
+
+
+def test_split_v2_body_refuses_leftover_and_truncated_data(images):
+    one = _elements(images["png"])
+    inp = {"name": "image", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(one)}}
+    body, length = _binary({"inputs": [inp]}, one, b"!")
+    with pytest.raises(RequestError, match="1 bytes after the inputs' binary data"):
+        split_v2_body(body, length)
+    body, length = _binary({"inputs": [inp]}, one[:-1])
+    with pytest.raises(RequestError, match="truncated"):
+        split_v2_body(body, length)
+    many = _elements(*[b"x"] * 5)
+    inp["parameters"]["binary_data_size"] = len(many)
+    body, length = _binary({"inputs": [inp]}, many)
+    with pytest.raises(RequestError, match="too many instances"):
+        split_v2_body(body, length, max_elements=4)

@@ -1,21 +1,21 @@
-"""The KServe model server (alpr.serving.server): the model class directly, then a live server over HTTP on 127.0.0.1.
+"""The KServe model server (alpr.serving.server): the model class directly, a live server over HTTP on 127.0.0.1,
+the command line (KServe's options and the project's), the refused repository routes and the liveness rule.
 
 No mocks: a real tiny trained model (``tiny_model_dir``), real images (``tiny_coco``), a real ``python -m
-alpr.serving.server`` subprocess answering real HTTP requests. The decoding itself (alpr.serving.codec) is tested in
-test_codec.py; here every bad request is checked through the model, as kserve calls it (``InvalidInput``, HTTP 400).
+alpr.serving`` subprocess answering real HTTP requests (and, for liveness, an ``ALPRModelServer`` in a thread whose
+model the test takes away). The decoding itself (alpr.serving.codec) is tested in test_codec.py; here every bad
+request is checked through the model, as kserve calls it (``InvalidInput``, HTTP 400). The V2 protocol as its
+clients send it: tests/integration/test_serving_protocols.py.
 """
 
 import asyncio
 import base64
 import json
-import os
 import pickle
 import re
-import socket
-import subprocess
-import sys
+import shutil
+import threading
 import time
-from pathlib import Path
 
 import cv2
 import httpx
@@ -23,13 +23,11 @@ import numpy as np
 import pytest
 from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, RequestedOutput
+from live_server import free_port, serve, wait_ready
 from readings import check_reading, check_v1_predictions, check_v2_plates, post_json, v1_body, v2_body
 
 from alpr.serving import server as serving
 from alpr.serving.server import ALPRModel, DecodedBatch
-
-#: Seconds the live server may take to load the model and answer its readiness endpoint.
-SERVER_START_TIMEOUT_S = 90
 
 
 def _b64(data: bytes) -> str:
@@ -241,50 +239,14 @@ def test_main_returns_1_for_a_missing_model(tmp_path, monkeypatch, capsys):
 # --- a live server ------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(client: httpx.Client, proc: subprocess.Popen, log_path: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if client.get("/v2/models/alpr/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"server not ready after {timeout_s} s:\n{log_path.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
-    """``python -m alpr.serving`` on a free 127.0.0.1 port; yields an httpx client bound to it."""
-    work = tmp_path_factory.mktemp("live_server")
-    port = _free_port()
-    log_path = work / "server.log"
-    env = {**os.environ, "ALPR_WORKSPACE": str(work / "ws")}
-    cmd = [sys.executable, "-m", "alpr.serving", "--model", str(tiny_model_dir), "--http-port", str(port)]
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[3]
-        )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, trust_env=False)
-    try:
-        _wait_ready(client, proc, log_path, SERVER_START_TIMEOUT_S)
+    """``python -m alpr.serving --model DIR --http-port PORT`` (the project's own flags) on a free 127.0.0.1 port;
+    yields an httpx client bound to it."""
+    port = free_port()
+    args = ["--model", str(tiny_model_dir), "--http-port", str(port)]
+    with serve(args, tmp_path_factory.mktemp("live_server"), port=port) as client:
         yield client
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def test_live_health_and_readiness(server):
@@ -348,3 +310,150 @@ def test_live_metrics(server, images):
     text = server.get("/metrics").text
     for name in ("request_preprocess_seconds", "request_predict_seconds", "request_postprocess_seconds"):
         assert f'{name}_count{{model_name="alpr"}}' in text, name
+
+
+# --- the command line: KServe's options through kserve's parser, and the project's ------------------------------
+
+
+def test_kserve_servingruntime_arguments():
+    """What a KServe ServingRuntime passes: --model_name={{.Name}} --model_dir=/mnt/models --http_port=8080."""
+    args = serving._parse_args(
+        ["--model_name=plates-prod", "--model_dir=/mnt/models", "--http_port=8080", "--workers=2", "--grpc_port=9000"],
+        environ={},
+    )
+    assert (args.model, args.model_name, args.http_port, args.workers, args.grpc_port) == (
+        "/mnt/models",
+        "plates-prod",
+        8080,
+        2,
+        9000,
+    )
+    assert args.enable_grpc is False  # REST only unless --enable_grpc true
+    assert serving._parse_args(["--model=m", "--enable_grpc=true"], environ={}).enable_grpc is True
+
+
+def test_project_flags_and_defaults():
+    args = serving._parse_args(
+        [
+            "--model",
+            "latest",
+            "--http-port",
+            "9001",
+            "--max-instances",
+            "4",
+            "--max-megapixels",
+            "2.5",
+            "--device",
+            "cpu",
+        ],
+        environ={},
+    )
+    assert (args.model, args.http_port, args.max_instances, args.max_megapixels) == ("latest", 9001, 4, 2.5)
+    defaults = serving._parse_args(["--model", "m"], environ={})
+    assert (defaults.model_name, defaults.http_port, defaults.workers) == ("alpr", 8080, 1)
+    help_text = serving.build_parser().format_help()
+    for flag in ("--model_name", "--http_port", "--grpc_port", "--workers", "--model_dir", "--http-port", "--model "):
+        assert flag in help_text, flag
+
+
+def test_model_source_precedence():
+    env = {"STORAGE_URI": "gs://bucket/env-model"}
+    assert serving._parse_args(["--model", "a", "--model_dir", "b"], environ=env).model == "a"
+    assert serving._parse_args(["--model_dir", "b"], environ=env).model == "b"
+    assert serving._parse_args([], environ=env).model == "gs://bucket/env-model"
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        ([], {}, "no model to serve: pass --model URI or --model_dir DIR, or set \\$STORAGE_URI"),
+        ([], {"STORAGE_URI": "  "}, "no model to serve"),
+        (["--model", "m", "--model_name", "a/b"], {}, "--model_name must be"),
+        (["--model", "m", "--workers", "0"], {}, "--workers must be >= 1"),
+        (["--model", "m", "--max-instances", "0"], {}, "--max-instances: .*must be >= 1"),
+        (["--model", "m", "--max-megapixels", "0"], {}, "--max-megapixels must be > 0"),
+        (["--model", "m", "--http_port", "eighty"], {}, "--http_port"),
+        (["--mod", "m"], {}, "unrecognized arguments: --mod"),  # no abbreviations
+    ],
+)
+def test_bad_command_lines_exit_2_naming_the_flag(argv, environ, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        serving._parse_args(argv, environ=environ)
+    assert info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+# --- liveness: a model that is gone ----------------------------------------------------------------------------
+
+
+def test_a_stopped_model_is_lost_a_loading_copy_is_not(model, tiny_model_dir, tmp_path):
+    m = ALPRModel(model_uri=str(tiny_model_dir), cache_dir=tmp_path)
+    assert not m.lost  # not loaded yet
+    m.load()
+    assert not m.lost
+    m.stop()  # what kserve's ModelRepository.unload does to a model
+    assert m.ready is False and m.lost
+    copy = pickle.loads(pickle.dumps(model))  # a --workers copy, loading in the background: not lost meanwhile
+    deadline = time.monotonic() + 60
+    while not copy.ready and time.monotonic() < deadline:
+        assert not copy.lost
+        time.sleep(0.05)
+    assert copy.ready and not copy.lost
+
+
+def test_a_worker_copy_whose_load_fails_is_lost(tiny_model_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    m = ALPRModel(model_uri=str(folder), cache_dir=tmp_path / "cache")
+    m.load()
+    shutil.rmtree(folder)  # the worker's copy loads again from the model URI: nothing there now
+    copy = pickle.loads(pickle.dumps(m))
+    deadline = time.monotonic() + 60
+    while not copy.lost and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert copy.lost and not copy.ready
+
+
+def test_liveness_fails_once_the_model_is_gone_over_http(tiny_model_dir, tmp_path, images):
+    """An ALPRModelServer in a thread of this process (the one test that does so: kserve's FastAPI app is a module
+    global), so that the test can take the model away as kserve's repository unload did: liveness then answers 503,
+    so the kubelet restarts the container instead of leaving it alive and never ready."""
+    m = ALPRModel(model_uri=str(tiny_model_dir), cache_dir=tmp_path)
+    m.load()
+    port = free_port()
+    server = serving.ALPRModelServer(http_port=port, workers=1, enable_grpc=False)
+
+    def run() -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        server.start([m])
+
+    thread = threading.Thread(target=run, name="alpr-server", daemon=True)
+    thread.start()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, trust_env=False)
+    try:
+        wait_ready(client, "/v2/models/alpr/ready", 60)
+        assert client.get("/v2/health/live").json() == {"live": True}
+        assert client.get("/").json() == {"status": "alive"}
+        server.registered_models.unload("alpr")  # what POST /v2/repository/models/alpr/unload did
+        for path in ("/v2/health/live", "/"):
+            r = client.get(path)
+            assert r.status_code == 503 and "model alpr was loaded and is gone" in r.json()["error"], (path, r.text)
+        assert client.get("/v2/models/alpr/ready").status_code in (404, 503)
+    finally:
+        client.close()
+        if server._rest_server is not None:
+            server._rest_server._server.should_exit = True  # uvicorn's own stop flag (no signals in a thread)
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_live_repository_routes_are_refused(server, images):
+    """kserve's model repository extension would unload the model for anyone who can reach the server: 403."""
+    for verb in ("unload", "load"):
+        for name in ("alpr", "other"):
+            r = server.post(f"/v2/repository/models/{name}/{verb}")
+            assert r.status_code == 403, (verb, name, r.status_code, r.text)
+            assert "model repository extension disabled" in r.json()["detail"]
+    assert server.get("/v2/health/live").json() == {"live": True}
+    assert server.get("/v2/models/alpr/ready").json() == {"name": "alpr", "ready": True}
+    check_v1_predictions(post_json(server, "/v1/models/alpr:predict", v1_body(_b64(images["jpeg"]))), 1)

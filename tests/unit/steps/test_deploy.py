@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from alpr.kubeflow import kserve
-from alpr.kubeflow.kserve import CONTAINER_NAME, DeployError, DeploySettings
+from alpr.kubeflow.kserve import DeployError, DeploySettings
 from alpr.metadata import MetadataStore, NotFound
 from alpr.settings import Settings
 from alpr.steps import deploy as deploy_mod
@@ -20,7 +20,6 @@ from alpr.steps.lineage import ModelLineage, ServiceChange
 
 NS = "alpr-test"
 TARGET = f"{NS}/alpr"
-IMAGE = "registry.example/alpr-serving:test"
 ANN = kserve.ANNOTATION_PREFIX
 
 
@@ -197,14 +196,31 @@ def kube(tmp_path, monkeypatch):
     )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("ALPR_DEPLOY_TARGET", raising=False)
+    emulator = state["emulator"]
+    runtimes = kmock.resource(kserve.ISVC_GROUP, kserve.RUNTIME_VERSION, kserve.RUNTIME_PLURAL)
+    emulator.objects[runtimes, NS, "alpr"] = copy.deepcopy(RUNTIME)  # applied with the manifests / the chart
     yield SimpleNamespace(
-        emulator=state["emulator"], resource=kmock.resource(kserve.ISVC_GROUP, kserve.ISVC_VERSION, kserve.ISVC_PLURAL)
+        emulator=emulator,
+        resource=kmock.resource(kserve.ISVC_GROUP, kserve.ISVC_VERSION, kserve.ISVC_PLURAL),
+        runtimes=runtimes,
+        kubeconfig=kubeconfig,
     )
     state["loop"].call_soon_threadsafe(state["stop"].set)
     thread.join(timeout=10)
 
 
-KUBE = DeploySettings(deploy_target="kubernetes", isvc_namespace=NS, serving_image=IMAGE, deploy_api_attempts=3)
+KUBE = DeploySettings(deploy_target="kubernetes", isvc_namespace=NS, deploy_api_attempts=3)
+#: The ServingRuntime of manifests/base/servingruntime.yaml (as the API server holds it).
+RUNTIME = {
+    "apiVersion": "serving.kserve.io/v1alpha1",
+    "kind": "ServingRuntime",
+    "metadata": {"name": "alpr", "namespace": NS},
+    "spec": {
+        "supportedModelFormats": [{"name": "alpr", "version": "1", "autoSelect": True}],
+        "containers": [{"name": "kserve-container", "image": "ghcr.io/alpr-kubeflow/alpr-serving:test"}],
+    },
+}
 
 
 def _isvc(kube) -> dict:
@@ -216,34 +232,41 @@ def _methods(kube) -> list[str]:
     return [str(r.method.value) for r in kube.emulator]
 
 
+def _model(isvc: dict) -> dict:
+    return isvc["spec"]["predictor"]["model"]
+
+
 def test_kubernetes_create_then_patch(store, settings, kube):
     m1 = add_model(store, "run-1", 0.70)
     first = deploy_model(settings, model_id=m1, run_name="run-1", deploy_settings=KUBE)
     assert first.action == "deployed" and first.target == TARGET
     assert first.inference_service == ServiceChange(name="alpr", namespace=NS, operation="created")
     assert first.serve_commands == []
-    assert _methods(kube) == ["GET", "POST"]  # read: 404 (none yet) -> create
+    assert _methods(kube) == ["GET", "GET", "POST"]  # read: 404 (none yet) -> its ServingRuntime exists -> create
     isvc = _isvc(kube)
-    (container,) = isvc["spec"]["predictor"]["containers"]
-    assert container["name"] == CONTAINER_NAME and container["image"] == IMAGE
-    assert container["args"] == ["--model", "gs://alpr-test/runs/run-1/model", "--http-port", "8080"]
+    assert _model(isvc) == {
+        "modelFormat": {"name": "alpr", "version": "1"},
+        "runtime": "alpr",
+        "storageUri": "gs://alpr-test/runs/run-1/model",
+    }
+    assert "containers" not in isvc["spec"]["predictor"]  # the ServingRuntime's
     assert isvc["metadata"]["annotations"][f"{ANN}/model-id"] == str(m1)
     assert isvc["metadata"]["annotations"][f"{ANN}/eir"] == "0.7000"
     assert isvc["metadata"]["annotations"][f"{ANN}/model-uri"] == "gs://alpr-test/runs/run-1/model"
 
     m2 = add_model(store, "run-2", 0.60)  # worse: skipped, the API is not called
     assert deploy_model(settings, model_id=m2, run_name="run-2", deploy_settings=KUBE).action == "skipped"
-    assert _methods(kube) == ["GET", "POST"]
+    assert _methods(kube) == ["GET", "GET", "POST"]
 
-    m3 = add_model(store, "run-3", 0.90)  # better: patched in place
+    m3 = add_model(store, "run-3", 0.90)  # better: its storageUri patched in place
     better = deploy_model(settings, model_id=m3, run_name="run-3", deploy_settings=KUBE)
     assert better.inference_service.operation == "patched" and better.served_model_id == m1
     assert "InferenceService alpr-test/alpr patched" in better.reason
-    assert _methods(kube) == ["GET", "POST", "GET", "PATCH"]
+    assert _methods(kube) == ["GET", "GET", "POST", "GET", "PATCH"]
+    patch = list(kube.emulator)[-1]
+    assert patch.data["spec"] == {"predictor": {"model": {"storageUri": "gs://alpr-test/runs/run-3/model"}}}
     isvc = _isvc(kube)
-    (container,) = isvc["spec"]["predictor"]["containers"]
-    assert container["args"] == ["--model", "gs://alpr-test/runs/run-3/model", "--http-port", "8080"]
-    assert container["image"] == IMAGE and container["readinessProbe"]["httpGet"]["port"] == 8080
+    assert _model(isvc)["storageUri"] == "gs://alpr-test/runs/run-3/model" and _model(isvc)["runtime"] == "alpr"
     assert isvc["metadata"]["annotations"][f"{ANN}/model-id"] == str(m3)
     assert isvc["metadata"]["annotations"][f"{ANN}/run"] == "run-3"
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
@@ -252,7 +275,7 @@ def test_kubernetes_create_then_patch(store, settings, kube):
     assert store.deployments("local") == []  # targets are separate
 
 
-#: An InferenceService as the Helm chart / kustomize manifests make it: models on the PVC, credentials in env.
+#: The InferenceService as the Helm chart / kustomize manifests make it: the runtime and format, no model yet.
 HELM_ISVC = {
     "apiVersion": "serving.kserve.io/v1beta1",
     "kind": "InferenceService",
@@ -266,37 +289,35 @@ HELM_ISVC = {
             "minReplicas": 2,
             "maxReplicas": 6,
             "serviceAccountName": "alpr-serving",
-            "containers": [
-                {
-                    "name": CONTAINER_NAME,
-                    "image": "ghcr.io/alpr-kubeflow/alpr-serving:from-chart",
-                    "args": ["--model", "$(ALPR_MODEL_URI)", "--http-port", "8080"],
-                    "envFrom": [{"configMapRef": {"name": "alpr-config"}}],
-                    "resources": {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}},
-                    "volumeMounts": [{"name": "workspace", "mountPath": "/mnt/alpr", "readOnly": True}],
-                }
-            ],
-            "volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": "alpr-workspace"}}],
+            "model": {
+                "modelFormat": {"name": "alpr", "version": "1"},
+                "runtime": "alpr",
+                "resources": {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}},
+            },
         }
     },
 }
 
 
-def test_helm_made_service_keeps_its_settings_and_a_503_is_retried(store, settings, kube):
+def test_helm_made_service_gets_its_model_and_keeps_its_settings_and_a_503_is_retried(store, settings, kube):
     kube.emulator.objects[kube.resource, NS, "alpr"] = copy.deepcopy(HELM_ISVC)
     kube.emulator["patch", kube.resource][:1] << 503  # the first patch fails with a retryable error
-    m1 = add_model(store, "run-1", 0.5, uri="/mnt/alpr/storage/runs/run-1/model")  # on the PVC it mounts
+    m1 = add_model(store, "run-1", 0.5, uri="/mnt/alpr/storage/runs/run-1/model")  # on the workspace PVC
     result = deploy_model(settings, model_id=m1, run_name="run-1", deploy_settings=KUBE)
     assert result.inference_service.operation == "patched"
     assert _methods(kube) == ["GET", "PATCH", "PATCH"]
     isvc = _isvc(kube)
-    (container,) = isvc["spec"]["predictor"]["containers"]
-    assert container["args"] == ["--model", "/mnt/alpr/storage/runs/run-1/model", "--http-port", "8080"]
-    expected = HELM_ISVC["spec"]["predictor"]["containers"][0]
-    assert {k: v for k, v in container.items() if k != "args"} == {k: v for k, v in expected.items() if k != "args"}
-    assert (isvc["spec"]["predictor"]["minReplicas"], isvc["spec"]["predictor"]["maxReplicas"]) == (2, 6)
+    # the storage initializer mounts the claim's folder at /mnt/models
+    assert _model(isvc) == {
+        **HELM_ISVC["spec"]["predictor"]["model"],
+        "storageUri": "pvc://alpr-workspace/storage/runs/run-1/model",
+    }
+    assert {k: v for k, v in isvc["spec"]["predictor"].items() if k != "model"} == {
+        k: v for k, v in HELM_ISVC["spec"]["predictor"].items() if k != "model"
+    }
     assert isvc["metadata"]["annotations"]["owner"] == "helm"  # merge patch: other annotations kept
     assert isvc["metadata"]["annotations"][f"{ANN}/model-id"] == str(m1)
+    assert isvc["metadata"]["annotations"][f"{ANN}/model-uri"] == "/mnt/alpr/storage/runs/run-1/model"
 
 
 def test_failed_api_call_is_recorded_and_raised(store, settings, kube):
@@ -315,33 +336,93 @@ def test_failed_api_call_is_recorded_and_raised(store, settings, kube):
     m1 = add_model(store, "run-1", 0.7)
     with pytest.raises(DeployError, match="HTTP 403.*forbidden: no RBAC"):
         deploy_model(settings, model_id=m1, run_name="run-1", deploy_settings=KUBE)
-    assert _methods(kube) == ["GET", "POST"]  # read: 404, create: 403, not retried
+    assert _methods(kube) == ["GET", "GET", "POST"]  # read: 404, runtime: found, create: 403, not retried
     (row,) = store.deployments(TARGET)
     assert (row["action"], row["model_id"], row["run"], row["new_eir"]) == ("failed", m1, "run-1", 0.7)
     assert "nothing served" in row["reason"] and "FAILED" in row["reason"] and "403" in row["reason"]
     assert store.current_deployment(TARGET) is None  # a failure serves nothing: the next run tries again
 
 
-def test_unreadable_model_foreign_service_or_no_cluster_fail_recorded(store, settings, kube, tmp_path, monkeypatch):
-    local = add_model(store, "run-1", 0.7, uri=str(tmp_path / "model"))
-    with pytest.raises(DeployError, match="cannot read .* outside every volume"):
+def test_unreadable_model_missing_runtime_foreign_service_or_no_cluster_fail_recorded(
+    store, settings, kube, tmp_path, monkeypatch
+):
+    local = add_model(store, "run-1", 0.7, uri=str(tmp_path / "model"))  # not on the workspace PVC
+    with pytest.raises(DeployError, match="cannot read model .* outside the workspace PVC alpr-workspace"):
         deploy_model(settings, model_id=local, run_name="run-1", deploy_settings=KUBE)
-    assert _methods(kube) == ["GET"]  # nothing created
+    assert _methods(kube) == []  # refused before any call
+    remote = add_model(store, "run-2", 0.7)
+    del kube.emulator.objects[kube.runtimes, NS, "alpr"]
+    with pytest.raises(DeployError, match="no ServingRuntime 'alpr' in namespace alpr-test"):
+        deploy_model(settings, model_id=remote, run_name="run-2", deploy_settings=KUBE)
+    assert _methods(kube) == ["GET", "GET"]  # nothing created
     kube.emulator.objects[kube.resource, NS, "alpr"] = {  # a built-in runtime, not this project's server
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {"name": "alpr", "namespace": NS},
         "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://x"}}},
     }
-    remote = add_model(store, "run-2", 0.7)
-    with pytest.raises(DeployError, match="no predictor container 'kserve-container'"):
-        deploy_model(settings, model_id=remote, run_name="run-2", deploy_settings=KUBE)
-    assert _methods(kube) == ["GET", "GET"]
+    with pytest.raises(DeployError, match="does not serve a model of format 'alpr'"):
+        deploy_model(settings, model_id=remote, run_name="run-3", deploy_settings=KUBE)
+    assert _methods(kube) == ["GET", "GET", "GET"]
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
     with pytest.raises(DeployError, match="no usable Kubernetes configuration"):
-        deploy_model(settings, model_id=remote, run_name="run-3", deploy_settings=KUBE)
-    assert _methods(kube) == ["GET", "GET"]
-    assert [r["action"] for r in store.deployments(TARGET)] == ["failed", "failed", "failed"]
+        deploy_model(settings, model_id=remote, run_name="run-4", deploy_settings=KUBE)
+    assert _methods(kube) == ["GET", "GET", "GET"]
+    assert [r["action"] for r in store.deployments(TARGET)] == ["failed", "failed", "failed", "failed"]
+
+
+def _selected(store, tmp_path, run: str, eir: float) -> tuple[int, object]:
+    """A model of ``run`` and the folder Evaluate hands to Deploy (its lineage names the model)."""
+    model_id = add_model(store, run, eir)
+    model_dir = tmp_path / f"selected-{run}"
+    model_dir.mkdir()
+    ModelLineage(
+        annotation_version="av",
+        training_version="tv",
+        git_rev="b" * 40,
+        hyperparameters={},
+        config="cfg.py",
+        config_hash="c" * 64,
+        candidates={"epoch_2.pth": {"eir": eir}},
+        train_uri=f"gs://alpr-test/runs/{run}/train",
+        tensorboard_uri=None,
+        run_name=run,
+        metrics={"eir": eir},
+        model_uri=f"gs://alpr-test/runs/{run}/model",
+        model_id=model_id,
+        checkpoint="epoch_2.pth",
+        selection_metric="eir",
+    ).write(model_dir)
+    return model_id, model_dir
+
+
+def test_a_run_in_a_pod_deploys_to_the_cluster_by_default(store, settings, kube, tmp_path, monkeypatch):
+    """The pipeline's default deploy_target (``auto``, and ``""`` of older runs) deploys from a pod of a cluster."""
+    from kubernetes import config
+
+    from alpr.defaults import DEPLOY_DEFAULTS
+
+    monkeypatch.setenv("ALPR_ISVC_NAMESPACE", NS)
+    m1, dir1 = _selected(store, tmp_path, "run-1", 0.7)
+    m2, dir2 = _selected(store, tmp_path, "run-2", 0.8)
+    # in the pod the in-cluster account reaches the API server; here the same kmock server through its kubeconfig
+    client = config.new_client_from_config(config_file=str(kube.kubeconfig), persist_config=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")  # what the kubelet sets in every pod
+    out = deploy_mod.deploy_step(
+        settings, model_dir=dir1, run_name="run-1", target=DEPLOY_DEFAULTS["deploy_target"], api_client=client
+    )
+    assert (out.action, out.target, out.inference_service.operation) == ("deployed", TARGET, "created")
+    assert _model(_isvc(kube))["storageUri"] == "gs://alpr-test/runs/run-1/model"
+    out = deploy_mod.deploy_step(settings, model_dir=dir2, run_name="run-2", target="", api_client=client)
+    assert (out.target, out.inference_service.operation) == (TARGET, "patched")
+    assert _model(_isvc(kube))["storageUri"] == "gs://alpr-test/runs/run-2/model"
+    assert [r["model_id"] for r in store.deployments(TARGET)] == [m1, m2] and store.deployments("local") == []
+    # an operator's ALPR_DEPLOY_TARGET=local (the ConfigMap) keeps a cluster's runs from deploying
+    monkeypatch.setenv("ALPR_DEPLOY_TARGET", "local")
+    m3, dir3 = _selected(store, tmp_path, "run-3", 0.9)
+    out = deploy_mod.deploy_step(settings, model_dir=dir3, run_name="run-3", api_client=client)
+    assert (out.target, out.inference_service) == ("local", None)
+    assert _methods(kube) == ["GET", "GET", "POST", "GET", "PATCH"]  # nothing more
 
 
 # --- the step, the Markdown, the CLI -----------------------------------------------------------------------------
@@ -353,6 +434,7 @@ def test_deploy_step_markdown_and_cli(store, settings, tmp_path, monkeypatch, ca
     for key, value in settings.environ().items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("ALPR_DEPLOY_TARGET", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # auto, outside a cluster: local
     m1 = add_model(store, "run-1", 0.7)
     model_dir = tmp_path / "selected"
     model_dir.mkdir()
@@ -378,7 +460,7 @@ def test_deploy_step_markdown_and_cli(store, settings, tmp_path, monkeypatch, ca
     assert out.action == "deployed" and out.target == "local"
     md = decision_markdown(out)
     assert "**deployed**" in md and "0.7000" in md and "make serve MODEL=gs://alpr-test/runs/run-1/model" in md
-    with pytest.raises(ValueError, match="'cloud'"):
+    with pytest.raises(ValueError, match="one of auto, local, kubernetes, got 'cloud'"):
         deploy_mod.deploy_step(settings, model_dir=model_dir, run_name="run-1", target="cloud")
     not_a_model = tmp_path / "candidates"  # Train's folder, say: no model_id in its lineage
     not_a_model.mkdir()
@@ -392,7 +474,7 @@ def test_deploy_step_markdown_and_cli(store, settings, tmp_path, monkeypatch, ca
     assert printed.startswith("deployed: ") and "serve:  make serve MODEL=gs://alpr-test/runs/run-2/model" in printed
     assert deploy_mod.main(["--model", str(m1), "--manifest"]) == 0
     manifest = yaml.safe_load(capsys.readouterr().out)
-    assert manifest["spec"]["predictor"]["containers"][0]["args"][1] == "gs://alpr-test/runs/run-1/model"
+    assert manifest["spec"]["predictor"]["model"]["storageUri"] == "gs://alpr-test/runs/run-1/model"
     assert deploy_mod.main(["--model", "999"]) == 1
     assert "model id 999" in capsys.readouterr().err
     assert [r["action"] for r in store.deployments("local")] == ["deployed", "deployed"]
