@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 
 import httpx
 import pytest
 from container_tools import IMAGE_UID, run, world_readable_copy
+from live_server import free_port
 from readings import check_v1_predictions, check_v2_plates, post_json, v1_body, v2_body
 
 from alpr.serving.server import MODEL_NAME
@@ -24,12 +24,6 @@ READY_TIMEOUT_S = 120
 #: Where the model directory is mounted, and the writable scratch the read-only root needs (docs/containers.md).
 MODEL_MOUNT = "/models/alpr"
 TMPFS = ["/tmp"]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serving_command(podman: str, image: str, name: str, model_dir, port: int) -> list[str]:
@@ -45,6 +39,23 @@ def serving_command(podman: str, image: str, name: str, model_dir, port: int) ->
     ]  # fmt: skip
 
 
+def wait_container_ready(client: httpx.Client, path: str, podman: str, name: str, *, deadline: float) -> None:
+    """Poll ``GET path`` until it answers 200; fail the test with the container's log when the container stops
+    running first or ``deadline`` (``time.monotonic()``) passes."""
+    while True:
+        state = run([podman, "inspect", "--format", "{{.State.Status}}", name], check=False).stdout.strip()
+        assert state == "running", f"container {state}:\n" + run([podman, "logs", name], check=False).stderr
+        try:
+            if client.get(path, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            logs = run([podman, "logs", name], check=False)
+            pytest.fail(f"not ready after {READY_TIMEOUT_S} s:\n{logs.stdout[-2000:]}{logs.stderr[-3000:]}")
+        time.sleep(0.25)
+
+
 @pytest.fixture(scope="module")
 def served(images, podman, tiny_model_dir, tiny_coco):
     """The serving container on a free loopback port, ready; yields (client, container name, seconds to ready)."""
@@ -56,24 +67,12 @@ def served(images, podman, tiny_model_dir, tiny_coco):
     shared.chmod(0o755)
     model_dir = world_readable_copy(tiny_model_dir, shared / "model")
     name = f"alpr-serving-test-{int(time.time())}"
-    port = _free_port()
+    port = free_port()
     started = time.monotonic()
     run(serving_command(podman, images["serving"], name, model_dir, port))
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, trust_env=False)
     try:
-        deadline = started + READY_TIMEOUT_S
-        while True:
-            state = run([podman, "inspect", "--format", "{{.State.Status}}", name], check=False).stdout.strip()
-            assert state == "running", f"container {state}:\n" + run([podman, "logs", name], check=False).stderr
-            try:
-                if client.get(f"/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                logs = run([podman, "logs", name], check=False)
-                pytest.fail(f"not ready after {READY_TIMEOUT_S} s:\n{logs.stdout[-2000:]}{logs.stderr[-3000:]}")
-            time.sleep(0.25)
+        wait_container_ready(client, f"/v2/models/{MODEL_NAME}/ready", podman, name, deadline=started + READY_TIMEOUT_S)
         yield client, name, time.monotonic() - started
     finally:
         client.close()
@@ -169,7 +168,7 @@ def test_serves_as_the_serving_runtime_starts_it(images, podman, tiny_model_dir,
     shared.chmod(0o755)
     model_dir = world_readable_copy(tiny_model_dir, shared / "model")
     name = f"alpr-runtime-test-{int(time.time())}"
-    port = _free_port()
+    port = free_port()
     cmd = [podman, "run", "-d", "--name", name, "--init", "--read-only", "--tmpfs", "/tmp:rw,mode=1777"]
     cmd += ["-v", f"{model_dir}:/mnt/models:ro", "-p", f"127.0.0.1:{port}:8080"]
     cmd += [f"--env={e['name']}={e['value']}" for e in container.get("env", [])]
@@ -177,17 +176,7 @@ def test_serves_as_the_serving_runtime_starts_it(images, podman, tiny_model_dir,
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, trust_env=False)
     try:
         ready = container["readinessProbe"]["httpGet"]["path"].replace("{{.Name}}", isvc_name)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            try:
-                if client.get(ready, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                logs = run([podman, "logs", name], check=False)
-                pytest.fail(f"not ready after {READY_TIMEOUT_S} s:\n{logs.stdout[-2000:]}{logs.stderr[-3000:]}")
-            time.sleep(0.25)
+        wait_container_ready(client, ready, podman, name, deadline=time.monotonic() + READY_TIMEOUT_S)
         r = post_json(client, f"/v2/models/{isvc_name}/infer", v2_body(encoded, request_id="rt-1"))
         check_v2_plates(r, 2, request_id="rt-1", model_name=isvc_name)
         assert client.post(f"/v2/repository/models/{isvc_name}/unload").status_code == 403
