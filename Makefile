@@ -79,8 +79,9 @@ bench-serve: ## Benchmark the model server on 127.0.0.1: latency p50/p95/p99, re
 	$(PY) benchmarks/bench_serve.py --model $(MODEL) --json bench_serve.json
 
 DURATION ?= 120
-load-serve: ## Load-run the model server: 8 clients, good + bad requests, 120 s (DURATION=s); no 5xx, bounded RSS
-	$(PY) benchmarks/load_serve.py --model $(MODEL) --duration $(DURATION) --clients 8 --json load_serve.json
+LOG_URL ?=
+load-serve: ## Load-run the model server: 8 clients, good + bad requests, 120 s (DURATION=s); no 5xx, bounded RSS; LOG_URL=local|URL: with the prediction log
+	$(PY) benchmarks/load_serve.py --model $(MODEL) --duration $(DURATION) --clients 8 --json load_serve.json $(if $(LOG_URL),--log-url $(LOG_URL))
 
 # --- Kubeflow: images, manifests, chart, submission (helm and kubectl come from the test extra's wheel) -------------
 REGISTRY ?= ghcr.io/alpr-kubeflow

@@ -73,6 +73,11 @@ class TrainingDefaults(_Parameters):
         plate_input_size: the plate detector's input (long side, pixels) of the two-stage design
             (docs/detection_design.md); 0: no plate detector, the one detector of ``config`` finds the plates.
         plate_epochs: the plate detector's training epochs (when ``plate_input_size`` is set).
+        train_workers: machines Train runs on together (distributed data parallel; README "Scale out"); above 1,
+            Train hands the training to a Kubeflow Trainer ``TrainJob`` on a cluster, or to ``torchrun`` with that
+            many processes on this machine. 1: one process, in the step itself.
+        train_gpus_per_worker: GPUs of each worker, one training process per GPU (more than 1 also trains
+            distributed); 0: the CPU, or the step's own GPU when ``train_workers`` is 1.
         selection_metric: the metric Evaluate selects the checkpoint by (``eir``, ``mAP``, …).
     """
 
@@ -91,6 +96,8 @@ class TrainingDefaults(_Parameters):
     seed: int = 0
     plate_input_size: int = 0
     plate_epochs: int = 6
+    train_workers: int = 1
+    train_gpus_per_worker: int = 0
     selection_metric: str = "eir"
 
     @property

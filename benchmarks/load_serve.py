@@ -13,34 +13,67 @@ wrong V2 datatype). It checks:
 - memory does not keep growing: the server's RSS (process and children) is sampled every ``--rss-period`` s; the
   least-squares slope over the second half of the run must stay under ``--max-growth-mb-per-min``.
 
+With ``--log-url URL`` the server also sends its prediction log (``python -m alpr.serving --log-url``: each
+request and response as a CloudEvent, alpr/serving/eventlog.py) to URL -- ``local`` starts a receiver on loopback
+that answers 200 at once and counts the events --, and the run reports the server's ``alpr_payload_log_*``
+counters; with ``local`` it also checks that no event was dropped or failed. Compare the p50 latencies of a run
+with and a run without it for the logging overhead.
+
 It prints a table per request kind, the RSS figures and the checks, writes everything to ``--json``, and exits
 1 when a check fails (2 when the server does not start). Traffic goes to 127.0.0.1 only.
 
 Usage::
 
     ALPR_WORKSPACE=.alpr .venv/bin/python benchmarks/load_serve.py --model latest --duration 120 --json load.json
+    ALPR_WORKSPACE=.alpr .venv/bin/python benchmarks/load_serve.py --model latest --log-url local --json log.json
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 
 try:  # run as a script: benchmarks/ is on sys.path
-    from bench_serve import HEIGHT, WIDTH, make_jpegs, percentiles, served
+    from bench_serve import (
+        HEIGHT,
+        WIDTH,
+        RssSampler,
+        Server,
+        free_port,
+        make_jpegs,
+        percentiles,
+        served,
+        stop_server,
+        wait_ready,
+    )
 except ImportError:  # imported as benchmarks.load_serve from the repository root
-    from benchmarks.bench_serve import HEIGHT, WIDTH, make_jpegs, percentiles, served
+    from benchmarks.bench_serve import (
+        HEIGHT,
+        WIDTH,
+        RssSampler,
+        Server,
+        free_port,
+        make_jpegs,
+        percentiles,
+        served,
+        stop_server,
+        wait_ready,
+    )
 
 V1_PATH = "/v1/models/alpr:predict"
 V2_PATH = "/v2/models/alpr/infer"
@@ -190,6 +223,97 @@ SCHEDULE = [
 ]
 
 
+# --- the prediction log: a loopback receiver, a server started with --log-url, its counters ------------------------
+
+#: The model server's prediction-log counters (alpr/serving/eventlog.py), as read from its /metrics.
+PAYLOAD_LOG_METRICS = ("alpr_payload_log_sent_total", "alpr_payload_log_dropped_total", "alpr_payload_log_failed_total")
+
+
+class LogSink:
+    """A receiver of the prediction log on 127.0.0.1 (a free port): answers every POST 200 at once, counting the
+    events by ``ce-type`` and their body bytes. :meth:`close` stops it."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, int] = {}
+        self.bytes = 0
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with sink._lock:
+                    kind = self.headers.get("ce-type", "?")
+                    sink.events[kind] = sink.events.get(kind, 0) + 1
+                    sink.bytes += len(body)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/events"
+        threading.Thread(target=self._server.serve_forever, name="log-sink", daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextlib.contextmanager
+def served_with_log(
+    model: str, workers: int, startup_timeout: float, log_dir: Path, log_url: str | None
+) -> Iterator[Server]:
+    """``bench_serve.served`` (the same start, RSS sampling, readiness wait and stop), with ``--log-url log_url``
+    passed to the server when given.
+
+    Raises:
+        RuntimeError: the server exited or was not ready in time (the log's tail is in the message).
+    """
+    if log_url is None:
+        with served(model, workers, startup_timeout, log_dir) as server:
+            yield server
+        return
+    port = free_port()
+    log_path = Path(log_dir) / "server.log"
+    cmd = [sys.executable, "-m", "alpr.serving", "--model", model, "--http-port", str(port), "--workers", str(workers)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*cmd, "--log-url", log_url], stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1]
+        )
+    sampler = RssSampler(proc.pid).start()
+    try:
+        try:
+            startup_s = wait_ready(f"http://127.0.0.1:{port}", proc, startup_timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n--- server log ---\n{log_path.read_text()[-4000:]}") from None
+        yield Server(proc, f"http://127.0.0.1:{port}", log_path, sampler, startup_s)
+    finally:
+        sampler.stop()
+        stop_server(proc)
+
+
+def payload_log_counters(base_url: str) -> dict[str, float]:
+    """The server's ``alpr_payload_log_*_total`` counters from its ``/metrics`` (``sent``, ``dropped``,
+    ``failed``; NaN for one not found)."""
+    import httpx
+
+    with httpx.Client(base_url=base_url, timeout=10, trust_env=False) as client:
+        text = client.get("/metrics").text
+    out = {}
+    for name in PAYLOAD_LOG_METRICS:
+        match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        out[name.removeprefix("alpr_payload_log_").removesuffix("_total")] = (
+            float(match.group(1)) if match else float("nan")
+        )
+    return out
+
+
 # --- the load -------------------------------------------------------------------------------------------------------
 
 
@@ -300,9 +424,14 @@ def run_load(args: argparse.Namespace) -> dict:
         "schedule": SCHEDULE,
         "cpus": os.cpu_count(),
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "log_url": args.log_url,
     }
-    with tempfile.TemporaryDirectory(prefix="load_serve_") as tmp:
-        with served(args.model, args.workers, args.startup_timeout, Path(tmp)) as server:
+    sink = LogSink() if args.log_url == "local" else None
+    log_url = sink.url if sink is not None else args.log_url
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="load_serve_") as tmp:
+        if sink is not None:
+            stack.callback(sink.close)
+        with served_with_log(args.model, args.workers, args.startup_timeout, Path(tmp), log_url) as server:
             base_url, proc, sampler = server.base_url, server.proc, server.sampler
             result["startup_s"] = server.startup_s
             stop_sampling = threading.Event()
@@ -345,6 +474,12 @@ def run_load(args: argparse.Namespace) -> dict:
                     except httpx.HTTPError:
                         ready = False
             result["server_alive_and_ready_after"] = alive and ready
+            if log_url is not None and alive:
+                time.sleep(2.0)  # let the sender thread empty its queue
+                result["payload_log"] = payload_log_counters(base_url)
+                if sink is not None:
+                    result["payload_log"]["receiver_events"] = dict(sink.events)
+                    result["payload_log"]["receiver_bytes"] = sink.bytes
         result["server_log_tail"] = server.log_path.read_text(errors="replace")[-2000:]
     result["kinds"] = {}
     for name, tally in tallies.items():
@@ -388,6 +523,14 @@ def run_load(args: argparse.Namespace) -> dict:
         "memory_not_growing": bool(np.isfinite(slope) and slope <= args.max_growth_mb_per_min),
         "server_alive_and_ready_after": result["server_alive_and_ready_after"],
     }
+    if args.log_url == "local":  # a receiver that answers at once: every event arrives
+        plog = result.get("payload_log", {})
+        result["checks"]["payload_log_all_delivered"] = bool(
+            plog
+            and plog["dropped"] == 0
+            and plog["failed"] == 0
+            and plog["sent"] == sum(plog["receiver_events"].values())
+        )
     result["passed"] = all(result["checks"].values())
     return result
 
@@ -434,6 +577,15 @@ def format_report(r: dict) -> str:
         f"server RSS (MB): start {rss['start_mb']:.0f}, peak {rss['peak_mb']:.0f} (50 ms sampling: "
         f"{rss['peak_50ms_mb']:.0f}), end {rss['end_mb']:.0f}; slope over the second half "
         f"{rss['slope_last_half_mb_per_min']:+.1f} MB/min",
+        *(
+            [
+                f"prediction log to {r['log_url']}: sent {r['payload_log']['sent']:.0f}, dropped "
+                f"{r['payload_log']['dropped']:.0f}, failed {r['payload_log']['failed']:.0f}"
+                + (f"; received {r['payload_log']['receiver_events']}" if "receiver_events" in r["payload_log"] else "")
+            ]
+            if r.get("payload_log")
+            else []
+        ),
         "",
         *(f"{'PASS' if ok else 'FAIL'}  {name}" for name, ok in r["checks"].items()),
     ]
@@ -462,7 +614,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--startup-timeout", type=float, default=180, help="time limit for the server to be ready in s")
     p.add_argument("--json", type=Path, help="also write the result to this JSON file")
+    p.add_argument(
+        "--log-url",
+        default=None,
+        help="run the server with its prediction log sent to this URL (python -m alpr.serving --log-url); 'local': "
+        "to a receiver on loopback that answers at once (default: no log)",
+    )
     args = p.parse_args(argv)
+    if args.log_url == "":
+        args.log_url = None
     if min(args.clients, args.workers, args.images) < 1 or args.duration <= 0 or args.rss_period <= 0:
         p.error("--clients, --workers and --images must be >= 1; --duration and --rss-period > 0")
     return args

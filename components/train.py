@@ -19,6 +19,8 @@ def train(
     seed: int,
     plate_input_size: int,
     plate_epochs: int,
+    train_workers: int,
+    train_gpus_per_worker: int,
     model: Output[Model],
     metrics: Output[Metrics],
     hp_override: str = "",
@@ -42,6 +44,10 @@ def train(
         plate_input_size: the plate detector's input (long side, pixels) of the two-stage design; 0: none (the
             one detector of ``config`` finds the plates).
         plate_epochs: the plate detector's training epochs.
+        train_workers: machines that train together (more than 1: distributed data parallel in a Kubeflow Trainer
+            ``TrainJob`` on a cluster, torchrun processes on one machine).
+        train_gpus_per_worker: GPUs of each worker, one process each; 0: CPU (or the step's own GPU with one
+            worker).
         model: output folder: merged ``config.py``, candidate ``*.pth``, ``lineage.json``.
         metrics: the last validation metrics (COCO mAP, EIR, plate precision, character accuracy).
         hp_override: a JSON object of hyperparameters replacing the ones above (the Tune step's output); ``""``:
@@ -50,6 +56,7 @@ def train(
     from pathlib import Path
 
     from alpr import logs
+    from alpr.model.distributed import TrainScale
     from alpr.settings import load_settings
     from alpr.steps.runs import current_run, finite_metrics
     from alpr.steps.train import train_step
@@ -74,6 +81,7 @@ def train(
         },
         hp_override=hp_override,
         config=config,
+        scale=TrainScale(workers=train_workers, gpus_per_worker=train_gpus_per_worker),
     )
     model.metadata.update(
         {

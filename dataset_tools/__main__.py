@@ -15,6 +15,7 @@ COMMAND_MODULES: Final[tuple[str, ...]] = (
     "dataset_tools.importer",
     "dataset_tools.register",
     "dataset_tools.versions",
+    "dataset_tools.corrections",
 )
 
 

@@ -79,6 +79,8 @@ def _pipeline(
     seed: int = DEFAULTS["seed"],
     plate_input_size: int = DEFAULTS["plate_input_size"],
     plate_epochs: int = DEFAULTS["plate_epochs"],
+    train_workers: int = DEFAULTS["train_workers"],
+    train_gpus_per_worker: int = DEFAULTS["train_gpus_per_worker"],
     selection_metric: str = DEFAULTS["selection_metric"],
     deploy_target: str = DEFAULTS["deploy_target"],
     min_eir_improvement: float = DEFAULTS["min_eir_improvement"],
@@ -119,6 +121,8 @@ def _train(p: dict[str, Any], dataset: Any, hp_override: Any) -> Any:
         seed=p["seed"],
         plate_input_size=p["plate_input_size"],
         plate_epochs=p["plate_epochs"],
+        train_workers=p["train_workers"],
+        train_gpus_per_worker=p["train_gpus_per_worker"],
         hp_override=hp_override,
     ).set_display_name("Train")
     return apply_platform(task, "train")

@@ -6,6 +6,7 @@
     alpr serve --model latest           serve a model with KServe (V1 + V2 REST)
     alpr predict --model latest IMG…    read plates in image files
     alpr deploy --model latest          decide, record (and on a cluster apply) the InferenceService
+    alpr monitor [--port 8090 …]        the monitor: prediction log, metrics and drift, the review page
     alpr data synth|import|register|list|show …   annotation versions (= python -m dataset_tools)
     alpr db init                        create the metadata store's tables
 
@@ -63,6 +64,11 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "deploy",
         "serve a model if it beats the served one: decide, record, apply the InferenceService",
         "alpr.steps.deploy:main",
+    ),
+    Command(
+        "monitor",
+        "the monitor: KServe's logged predictions, Prometheus metrics and drift, the review page",
+        "alpr.monitoring.cli:main",
     ),
     Command("data", "annotation versions: synth, import, register, list, show", "dataset_tools.__main__:main"),
     Command("db", "the metadata store: upgrade, init, current, check, history …", "alpr.metadata.cli:main"),

@@ -92,7 +92,8 @@ def check_parameters(values: Mapping[str, object]) -> None:
     will, before anything is compiled or submitted.
 
     Checked: the split fractions (:func:`alpr.data.coco.check_fractions`), the leaf config (a file of
-    ``configs/``), the training hyperparameters (:class:`alpr.model.training.Hyperparameters`), the selection
+    ``configs/``), the training hyperparameters (:class:`alpr.model.training.Hyperparameters`) and scale
+    (:class:`alpr.model.distributed.TrainScale`), the selection
     metric (one of :data:`alpr.model.metrics.METRIC_KEYS`, what Evaluate selects by), the deploy target (one of
     :data:`alpr.kubeflow.kserve.DEPLOY_TARGETS`, ``""`` meaning ``auto``), ``min_eir_improvement`` (a finite
     number >= 0), and the tuning options (:class:`alpr.tuning.options.TuningOptions`; checked whether or not
@@ -104,6 +105,7 @@ def check_parameters(values: Mapping[str, object]) -> None:
     """
     from alpr.data.coco import check_fractions
     from alpr.kubeflow.kserve import DEPLOY_TARGETS
+    from alpr.model.distributed import TrainScale
     from alpr.model.metrics import METRIC_KEYS
     from alpr.model.training import CONFIG_DIR, Hyperparameters
     from alpr.tuning.options import TuningOptions
@@ -124,6 +126,10 @@ def check_parameters(values: Mapping[str, object]) -> None:
     try:
         Hyperparameters(**{f: v[f] for f in hp_fields})
     except (TypeError, ValueError) as exc:
+        problems.append(str(exc))
+    try:
+        TrainScale(workers=v["train_workers"], gpus_per_worker=v["train_gpus_per_worker"])
+    except ValueError as exc:
         problems.append(str(exc))
     if v["selection_metric"] not in METRIC_KEYS:
         problems.append(f"selection_metric={v['selection_metric']!r} (one of {', '.join(METRIC_KEYS)})")

@@ -6,10 +6,11 @@
   returns the path. ``kubectl kustomize`` and ``helm lint`` / ``helm template`` need no cluster.
 - :func:`validate_core` validates an object against the Kubernetes OpenAPI schemas of ``kubernetes-validate``
   (strict: unknown fields are errors); :func:`validate_custom` validates a KServe InferenceService or
-  ServingRuntime against KServe's own CRD schema (``tests/cluster/crds/``, unknown fields rejected as the API
-  server's structural schema would drop them), :func:`validate_katib_experiment` a Katib Experiment against the
-  schema written from Katib's Go types and webhook; :func:`secret_values` lists anything that looks like a
-  credential value.
+  ServingRuntime, or a Kubeflow Trainer TrainJob, against the operator's own CRD schema (``tests/cluster/crds/``,
+  unknown fields rejected as the API server's structural schema would drop them),
+  :func:`validate_katib_experiment` a Katib Experiment against the schema written from Katib's Go types and webhook
+  (and its trial template as the object it is: a core Job, or a TrainJob); :func:`secret_values` lists anything
+  that looks like a credential value.
 """
 
 from __future__ import annotations
@@ -42,10 +43,19 @@ KSERVE_CRDS = {
     ("serving.kserve.io/v1beta1", "InferenceService"): CRDS / "kserve-v0.20.0/serving.kserve.io_inferenceservices.yaml",
     ("serving.kserve.io/v1alpha1", "ServingRuntime"): CRDS / "kserve-v0.20.0/serving.kserve.io_servingruntimes.yaml",
 }
+#: (apiVersion, kind) -> Kubeflow Trainer's CustomResourceDefinition (Trainer v2.3.0, unmodified).
+TRAINER_CRDS = {
+    ("trainer.kubeflow.org/v1alpha1", "TrainJob"): CRDS / "trainer-v2.3.0/trainer.kubeflow.org_trainjobs.yaml",
+}
+#: Every committed CRD, by (apiVersion, kind): what :func:`validate_custom` knows.
+CUSTOM_CRDS = {**KSERVE_CRDS, **TRAINER_CRDS}
 #: The Katib Experiment's schema (hand-written from katib v0.19.0's Go types and validating webhook).
 KATIB_EXPERIMENT_SCHEMA = CRDS / "katib-v0.19.0/experiment.schema.json"
 #: Kinds that are not in the Kubernetes core schemas.
-CUSTOM_KINDS = frozenset({kind for _, kind in KSERVE_CRDS} | {"Experiment"})
+CUSTOM_KINDS = frozenset({kind for _, kind in CUSTOM_CRDS} | {"Experiment"})
+#: A TrainJob's name: the CEL rules at the root of Trainer v2.3.0's TrainJob schema (an RFC 1035 label, at most
+#: 63 characters), checked by hand since jsonschema does not evaluate ``x-kubernetes-validations``.
+_TRAINJOB_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 
 class SchemaError(AssertionError):
@@ -162,17 +172,18 @@ def _strict(schema: Any) -> Any:
 
 @functools.cache
 def crd_validator(api_version: str, kind: str):
-    """A ``jsonschema.Draft7Validator`` of ``kind`` at ``api_version`` from its committed CRD (:data:`KSERVE_CRDS`):
-    the served version's ``openAPIV3Schema``, made strict (:func:`_strict`).
+    """A ``jsonschema.Draft7Validator`` of ``kind`` at ``api_version`` from its committed CRD (:data:`CUSTOM_CRDS`):
+    the served version's ``openAPIV3Schema``, made strict (:func:`_strict`). Its ``x-kubernetes-validations``
+    (CEL rules) are not evaluated: jsonschema ignores unknown keywords.
 
     Raises:
         SchemaError: no committed CRD for that kind, or the CRD does not serve that version.
     """
     import jsonschema
 
-    path = KSERVE_CRDS.get((api_version, kind))
+    path = CUSTOM_CRDS.get((api_version, kind))
     if path is None:
-        raise SchemaError(f"no committed CRD for {api_version} {kind} (known: {sorted(KSERVE_CRDS)})")
+        raise SchemaError(f"no committed CRD for {api_version} {kind} (known: {sorted(CUSTOM_CRDS)})")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     crd = yaml.load(path.read_text(), Loader=loader)  # a SafeLoader (the C one when PyYAML has it: 2 MB)
     version = api_version.rpartition("/")[2]
@@ -198,8 +209,10 @@ def validate_metadata(obj: dict[str, Any], version: str = K8S_VERSION) -> None:
 
 
 def validate_custom(obj: dict[str, Any], version: str = K8S_VERSION) -> None:
-    """Validate a KServe InferenceService or ServingRuntime against KServe's CRD schema (:func:`crd_validator`;
-    unknown fields are errors) and its metadata as ObjectMeta.
+    """Validate a custom resource of :data:`CUSTOM_CRDS` -- a KServe InferenceService or ServingRuntime, a Kubeflow
+    Trainer TrainJob -- against its operator's CRD schema (:func:`crd_validator`; unknown fields are errors) and its
+    metadata as ObjectMeta. Of the CRDs' CEL rules only the TrainJob's name rule is checked (:data:`_TRAINJOB_NAME`);
+    the others concern updates (immutable fields) or values this repository does not set.
 
     Raises:
         SchemaError: naming each failing path; kubernetes_validate.ValidationError: bad metadata.
@@ -207,6 +220,10 @@ def validate_custom(obj: dict[str, Any], version: str = K8S_VERSION) -> None:
     what = f"{obj.get('kind')} {obj.get('metadata', {}).get('name')}"
     _raise_errors(crd_validator(obj.get("apiVersion", ""), obj.get("kind", "")), obj, what)
     validate_metadata(obj, version)
+    if (obj["apiVersion"], obj["kind"]) in TRAINER_CRDS:
+        name = obj["metadata"].get("name", "")
+        if not (_TRAINJOB_NAME.fullmatch(name) and len(name) <= 63):
+            raise SchemaError(f"{what}: metadata.name must be an RFC 1035 label of at most 63 characters")
 
 
 def validate_inference_service(obj: dict[str, Any], version: str = K8S_VERSION) -> dict[str, Any]:
@@ -235,6 +252,16 @@ def _katib_validator():
 
 #: A trial template's placeholder (Katib: ``${trialParameters.<name>}``).
 _TRIAL_PARAMETER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
+#: The condition types a trial's ``successCondition`` / ``failureCondition`` may name, by trial kind: a batch/v1
+#: Job's (core ``JobConditionType``) and a TrainJob's (Trainer v2.3.0 ``trainjob_types.go``).
+TRIAL_CONDITION_TYPES = {
+    ("batch/v1", "Job"): {"Complete", "Failed", "Suspended", "FailureTarget", "SuccessCriteriaMet"},
+    ("trainer.kubeflow.org/v1alpha1", "TrainJob"): {"Complete", "Failed", "Suspended"},
+}
+#: A condition type in Katib's GJSON condition (``status.conditions.#(type=="Complete")#|#(status=="True")#``).
+_GJSON_TYPE = re.compile(r'#\(type=="([^"]+)"\)#')
+#: The TrainJob's trainer container and the replicated Job that runs it (Trainer v2.3.0 ``constants.Node``).
+TRAINJOB_NODE = "node"
 
 
 def validate_katib_experiment(obj: dict[str, Any], version: str = K8S_VERSION) -> None:
@@ -244,7 +271,10 @@ def validate_katib_experiment(obj: dict[str, Any], version: str = K8S_VERSION) -
     objective; ``metricStrategies`` naming known metrics), trial parameters (unique names and references, each
     reference a search-space parameter, each used in the trial template as ``${trialParameters.<name>}`` and no
     other placeholder), the primary container among the trial's containers, and the trial template -- placeholders
-    filled in -- valid as the core object it is (a batch/v1 Job, say).
+    filled in -- valid as the object it is: a core object (a batch/v1 Job, say) with :func:`validate_core`, a
+    TrainJob with :func:`validate_custom`. A TrainJob's pods come from its runtime: its primary container must be the
+    trainer's (``node``) and ``primaryPodLabels`` must select the ``node`` Job's pods. Success and failure conditions
+    may name only the kind's condition types (:data:`TRIAL_CONDITION_TYPES`).
 
     Raises:
         SchemaError, AssertionError, kubernetes_validate.ValidationError: naming what is wrong.
@@ -276,12 +306,32 @@ def validate_katib_experiment(obj: dict[str, Any], version: str = K8S_VERSION) -
     used = set(_TRIAL_PARAMETER.findall(text))
     assert used == set(names), f"{what}: the trial template uses {sorted(used)}, trialParameters are {sorted(names)}"
     filled = json.loads(_TRIAL_PARAMETER.sub("1", text))
+    gvk = (filled["apiVersion"], filled["kind"])
+    conditions = " ".join(template.get(k, "") for k in ("successCondition", "failureCondition"))
+    if gvk in TRIAL_CONDITION_TYPES:
+        named = set(_GJSON_TYPE.findall(conditions))
+        assert named <= TRIAL_CONDITION_TYPES[gvk], (
+            f"{what}: success/failure conditions name {sorted(named - TRIAL_CONDITION_TYPES[gvk])}, not condition "
+            f"types of a {gvk[1]}"
+        )
+    named_trial = {**filled, "metadata": {**filled.get("metadata", {}), "name": "trial"}}
+    if gvk in TRAINER_CRDS:
+        assert template["primaryContainerName"] == TRAINJOB_NODE, (
+            f"{what}: primaryContainerName {template['primaryContainerName']!r}: a TrainJob's trainer container "
+            f"is {TRAINJOB_NODE!r}"
+        )
+        labels = template.get("primaryPodLabels") or {}
+        assert labels.get("jobset.sigs.k8s.io/replicatedjob-name") == TRAINJOB_NODE, (
+            f"{what}: primaryPodLabels {labels} do not select the {TRAINJOB_NODE!r} Job's pods"
+        )
+        validate_custom(named_trial, version)
+        return
     pod = filled.get("spec", {}).get("template", {}).get("spec", {})
     containers = [c.get("name") for c in pod.get("containers", [])]
     assert template["primaryContainerName"] in containers, (
         f"{what}: primaryContainerName {template['primaryContainerName']!r} is none of {containers}"
     )
-    validate_core({**filled, "metadata": {**filled.get("metadata", {}), "name": "trial"}}, version)
+    validate_core(named_trial, version)
 
 
 _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|PRIVATE_?KEY|API_?KEY)$", re.I)

@@ -6,4 +6,6 @@
 - :mod:`alpr.kubeflow.submit` -- compile, upload a pipeline version, start or schedule a run, follow it.
 - :mod:`alpr.kubeflow.kserve` -- the KServe InferenceService: its body, create / merge-patch through the Kubernetes
   API (with retries), ``DeploySettings``.
+- :mod:`alpr.kubeflow.trainjob` -- a distributed Train as a Kubeflow Trainer v2 ``TrainJob``: its body from the step's
+  own pod, create / follow / cancel through the Kubernetes API.
 """

@@ -26,6 +26,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,8 @@ __all__ = [
     "DEPLOY_TARGETS",
     "KUBERNETES_TARGET",
     "LOCAL_TARGET",
+    "LOGGER_METADATA_HEADERS",
+    "LOGGER_MODES",
     "MODEL_FORMAT",
     "RUNTIME_NAME",
     "SERVING_PORT",
@@ -52,6 +55,7 @@ __all__ = [
     "format_eir",
     "in_cluster",
     "kube_api_client",
+    "logger_spec",
     "model_annotations",
     "model_patch",
     "resolve_target",
@@ -95,6 +99,12 @@ API_TIMEOUT_S = 30
 #: URI schemes of a ``storageUri`` KServe accepts (KServe v0.20.0, ``SupportedStorageURIPrefixList`` in
 #: pkg/controller/v1beta1/inferenceservice/utils/utils.go), less ``file://``: a path in the initializer's own pod.
 REMOTE_SCHEMES = frozenset({"gs", "s3", "pvc", "https", "http", "hdfs", "webhdfs", "oci", "oci+native", "hf"})
+
+#: ``spec.predictor.logger.mode`` values (KServe's ``LoggerType``, the CRD's enum).
+LOGGER_MODES = ("all", "request", "response")
+#: Request headers KServe's payload logger copies into each event's ``ce-metadata``: the V2 binary data extension's
+#: JSON header length, which a receiver needs to split a binary body (alpr/serving/eventlog.py sends the same).
+LOGGER_METADATA_HEADERS = ("Inference-Header-Content-Length",)
 
 # RFC 1035 label (an InferenceService name becomes a DNS name) and RFC 1123 label (a namespace, a claim name).
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -153,6 +163,10 @@ class DeploySettings(BaseSettings):
             default :class:`~alpr.kubeflow.platform.PlatformSettings`'s ``pvc``): a model stored under that path
             is served as ``pvc://<model_pvc>/<path below the mount>`` (:func:`storage_uri`); empty: none.
         model_pvc_mount: where that claim is mounted (default ``PlatformSettings``'s ``pvc_mount``).
+        monitor_url: where KServe's payload logger of a created InferenceService sends each request and response
+            (``spec.predictor.logger.url``; the monitor's ``/events``, e.g.
+            ``http://alpr-monitor.<namespace>.svc.cluster.local/events``); empty: no logger.
+        monitor_log_mode: the logger's ``mode``, one of :data:`LOGGER_MODES`.
         kube_context: kubeconfig context to use outside a cluster (empty: the current one).
         deploy_api_attempts: attempts of each Kubernetes API call on a retryable failure (429, 5xx, connection).
     """
@@ -169,6 +183,8 @@ class DeploySettings(BaseSettings):
     serving_deployment_mode: str = "RawDeployment"
     model_pvc: str = PlatformSettings.model_fields["pvc"].default
     model_pvc_mount: str = PlatformSettings.model_fields["pvc_mount"].default
+    monitor_url: str = ""
+    monitor_log_mode: Literal["all", "request", "response"] = "all"
     kube_context: str = ""
     deploy_api_attempts: int = Field(4, ge=1, le=10)
 
@@ -199,6 +215,16 @@ class DeploySettings(BaseSettings):
     def _check_mount(cls, value: str) -> str:
         if not PurePosixPath(value).is_absolute():
             raise ValueError(f"ALPR_MODEL_PVC_MOUNT {value!r} is not an absolute path")
+        return value
+
+    @field_validator("monitor_url")
+    @classmethod
+    def _check_monitor_url(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"ALPR_MONITOR_URL {value!r} is not an http:// or https:// URL with a host")
         return value
 
     @model_validator(mode="after")
@@ -281,6 +307,19 @@ def storage_uri(model_uri: str, settings: DeploySettings) -> str:
     )
 
 
+def logger_spec(settings: DeploySettings) -> dict[str, Any] | None:
+    """``spec.predictor.logger`` of the InferenceService: KServe's payload logger sending each request and its
+    response as CloudEvents to ``settings.monitor_url`` (mode ``settings.monitor_log_mode``, the metadata headers
+    :data:`LOGGER_METADATA_HEADERS`); None when ``monitor_url`` is empty."""
+    if not settings.monitor_url:
+        return None
+    return {
+        "mode": settings.monitor_log_mode,
+        "url": settings.monitor_url,
+        "metadataHeaders": list(LOGGER_METADATA_HEADERS),
+    }
+
+
 def build_inference_service(
     settings: DeploySettings,
     *,
@@ -296,7 +335,8 @@ def build_inference_service(
     ``storageUri`` :func:`storage_uri` maps ``model_uri`` to; the predictor: ``minReplicas`` / ``maxReplicas``, the
     service account, the pod's non-root security context (the serving image's uid 10001). The same shape as
     ``manifests/base/inferenceservice.yaml``. Annotations carry the model id, URI, EIR and run
-    (:func:`model_annotations`). No secret goes into it.
+    (:func:`model_annotations`). With ``settings.monitor_url`` the predictor logs its traffic there
+    (:func:`logger_spec`). No secret goes into it.
 
     Returns:
         the resource as a JSON-serialisable dict (camelCase fields, as the API server takes it).
@@ -320,6 +360,9 @@ def build_inference_service(
     }
     if settings.serving_service_account:
         predictor["serviceAccountName"] = settings.serving_service_account
+    logger = logger_spec(settings)
+    if logger is not None:
+        predictor["logger"] = logger
     return {
         "apiVersion": f"{ISVC_GROUP}/{ISVC_VERSION}",
         "kind": ISVC_KIND,

@@ -10,7 +10,8 @@ GCS key             Secret ``gcs_key_secret`` (default ``alpr-gcs-key``, key ``k
                     ``/var/secrets/google``; env ``GOOGLE_APPLICATION_CREDENTIALS`` points at the file. Set the
                     secret name to ``""`` on clusters with workload identity.
 backend URLs        ConfigMap ``config_map`` (default ``alpr-config``) keys ``ALPR_STORAGE_URI``,
-                    ``ALPR_DATASET_REPO``, ``ALPR_DVC_REMOTE`` → env of the same names (not secret)
+                    ``ALPR_DATASET_REPO``, ``ALPR_DVC_REMOTE``, ``ALPR_DEPLOY_TARGET``, ``ALPR_MONITOR_URL`` → env of
+                    the same names (not secret)
 git SSH key         (Record only) Secret ``git_secret`` (default ``alpr-git``, keys ``ssh-privatekey``,
                     ``known_hosts``) mounted (optional) at ``/var/secrets/git``; env ``GIT_SSH_COMMAND`` uses it
 workspace           PVC ``pvc`` (default ``alpr-workspace``) at ``/mnt/alpr``: env ``ALPR_WORKSPACE`` and
@@ -79,7 +80,7 @@ RUN_NAME_ENV: Final = "ALPR_RUN_NAME"
 RUN_ID_FIELD_PATH: Final = "metadata.labels['pipeline/runid']"
 
 #: Environment variables that the ConfigMap ``config_map`` provides to every task (keys = variable names).
-CONFIG_MAP_KEYS = ("ALPR_STORAGE_URI", "ALPR_DATASET_REPO", "ALPR_DVC_REMOTE", "ALPR_DEPLOY_TARGET")
+CONFIG_MAP_KEYS = ("ALPR_STORAGE_URI", "ALPR_DATASET_REPO", "ALPR_DVC_REMOTE", "ALPR_DEPLOY_TARGET", "ALPR_MONITOR_URL")
 
 
 class StepResources(BaseModel):

@@ -1,5 +1,7 @@
-"""The metadata store: dataset versions, pipeline runs, models, evaluations, test results, deployments and tuning
-studies, with their lineage, in one SQLAlchemy Core schema over SQLite (the default) or MySQL/MariaDB (pymysql).
+"""The metadata store: dataset versions, pipeline runs, models, evaluations, test results and baselines,
+deployments, tuning studies, and the prediction log of the served model (its rows written and read by
+:mod:`alpr.monitoring`), with their lineage, in one SQLAlchemy Core schema over SQLite (the default) or
+MySQL/MariaDB (pymysql).
 
 - :mod:`alpr.metadata.errors`: the error types (:class:`MetadataError` and its subclasses).
 - :mod:`alpr.metadata.schema`: the tables, the UTC timestamp type and the value vocabularies (splits, run,

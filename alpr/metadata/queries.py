@@ -50,6 +50,7 @@ __all__ = [
     "latest_tuning_study",
     "list_annotation_versions",
     "list_training_versions",
+    "model_baseline",
     "model_lineage",
     "models_of_annotation_version",
     "models_of_training_version",
@@ -440,6 +441,20 @@ def current_deployment(conn: Connection, target: str) -> dict | None:
         .order_by(d.c.created_at.desc(), d.c.id.desc())
         .limit(1)
     )
+    return fetch_one(conn, query)
+
+
+@read
+def model_baseline(conn: Connection, model_id: int) -> dict | None:
+    """Return the newest Test-step baseline of model ``model_id`` (see :meth:`MetadataTx.add_model_baseline`), or
+    None when none was recorded (or there is no such model).
+
+    Returns:
+        ``{"id", "model_id", "run_id", "split", "images", "plates", "valid_plates", "score_edges": [K + 1 floats],
+        "score_counts": [K ints], "created_at"}``.
+    """
+    mb = schema.model_baselines
+    query = sa.select(mb).where(mb.c.model_id == model_id).order_by(mb.c.created_at.desc(), mb.c.id.desc()).limit(1)
     return fetch_one(conn, query)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import mysql
 from alpr.spec import SPLITS
 
 __all__ = [
+    "CORRECTION_STATUSES",
     "DEPLOY_ACTIONS",
     "RUN_RUNNING",
     "SPLITS",
@@ -29,14 +30,17 @@ __all__ = [
     "TUNING_TRIAL_STATES",
     "UTCDateTime",
     "annotation_versions",
+    "corrections",
     "deployments",
     "evaluation_metrics",
     "evaluations",
     "images",
     "in_check",
     "metadata_obj",
+    "model_baselines",
     "models",
     "pipeline_runs",
+    "predictions",
     "splits",
     "test_results",
     "training_versions",
@@ -53,6 +57,9 @@ DEPLOY_ACTIONS: tuple[str, ...] = ("deployed", "skipped", "failed")
 TUNING_STUDY_STATES: tuple[str, ...] = ("running", "succeeded", "failed", "timeout")
 #: States of a tuning trial (Katib's and Optuna's in one vocabulary: EarlyStopped / PRUNED are "pruned").
 TUNING_TRIAL_STATES: tuple[str, ...] = ("running", "succeeded", "pruned", "failed")
+#: What a reviewer says of one plate of a reading (alpr.monitoring): it is right, its text was wrong, the model
+#: missed it, or there is no plate there.
+CORRECTION_STATUSES: tuple[str, ...] = ("confirmed", "corrected", "missed", "false")
 #: The engines a tuning study can run on.
 TUNING_BACKENDS: tuple[str, ...] = ("katib", "optuna")
 #: The directions of a tuning study's objective.
@@ -317,5 +324,59 @@ tuning_trials = sa.Table(
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("study_id", "name"),
     sa.CheckConstraint(in_check("state", TUNING_TRIAL_STATES), name="state"),
+    **_MYSQL,
+)
+
+
+# -- the served model's baseline (the Test step) and the prediction log (alpr.monitoring; migration 0003) ---------
+
+model_baselines = sa.Table(
+    "model_baselines",
+    metadata_obj,
+    _id(),
+    _fk("model_id", "models.id"),
+    _fk("run_id", "pipeline_runs.id", nullable=True),
+    sa.Column("split", sa.String(8), nullable=False),
+    sa.Column("images", sa.Integer, nullable=False),
+    sa.Column("plates", sa.Integer, nullable=False),
+    sa.Column("valid_plates", sa.Integer, nullable=False),
+    sa.Column("score_edges", sa.JSON, nullable=False),  # [e0, ..., eK]: K bins [e_i, e_i+1)
+    sa.Column("score_counts", sa.JSON, nullable=False),  # [c0, ..., cK-1]: plates per bin
+    _created(),
+    _split_check(),
+    **_MYSQL,
+)
+
+predictions = sa.Table(
+    "predictions",
+    metadata_obj,
+    _id(),
+    # "<ce-id>/<index of the image in the request>"
+    sa.Column("event_id", sa.String(200), nullable=False, unique=True),
+    sa.Column("received_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(128), nullable=False),
+    sa.Column("image_sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("image_bytes", sa.Integer, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("latency_ms", sa.Double, nullable=True),
+    sa.Column("plates", sa.JSON, nullable=False),  # the reading's plates, PLATE_SPEC "A reading"
+    sa.Column("plate_count", sa.Integer, nullable=False),
+    sa.Column("valid_count", sa.Integer, nullable=False),
+    sa.Column("score_sum", sa.Double, nullable=False),
+    sa.Column("min_score", sa.Double, nullable=True),  # None: no plate
+    sa.Column("image_uri", sa.String(1024), nullable=True),  # None: not sampled, or purged
+    **_MYSQL,
+)
+
+corrections = sa.Table(
+    "corrections",
+    metadata_obj,
+    _id(),
+    _fk("prediction_id", "predictions.id"),
+    sa.Column("author", sa.String(128), nullable=False),
+    sa.Column("plates", sa.JSON, nullable=False),  # [{"box", "text", "status"}]
+    sa.Column("created_at", UTCDateTime, nullable=False, index=True),
     **_MYSQL,
 )

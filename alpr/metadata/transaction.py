@@ -48,6 +48,7 @@ from alpr.metadata.schema import (
     deployments,
     evaluation_metrics,
     evaluations,
+    model_baselines,
     models,
     pipeline_runs,
     test_results,
@@ -426,6 +427,68 @@ class MetadataTx(queries.Reads):
             out.append(row)
         insert_many(conn, test_results, out)
         return len(out)
+
+    def add_model_baseline(
+        self,
+        model_id: int,
+        split: str,
+        *,
+        images: int,
+        plates: int,
+        valid_plates: int,
+        score_edges: Sequence[float],
+        score_counts: Sequence[int],
+        run: str | None = None,
+    ) -> int:
+        """Record how model ``model_id`` read ``split`` (the Test step): the reference the monitor's drift gauges
+        compare live readings with (:mod:`alpr.monitoring.baseline`); return its id.
+
+        Args:
+            model_id: the model.
+            split: the split read (one of :data:`~alpr.spec.SPLITS`).
+            images: images read.
+            plates: plates read.
+            valid_plates: plates whose text is valid (PLATE_SPEC's pattern), at most ``plates``.
+            score_edges: the plate-score histogram's bin edges (K + 1 ascending finite numbers).
+            score_counts: plates per bin (K non-negative integers adding up to ``plates``).
+            run: name of the pipeline run that tested it, or None.
+
+        Raises:
+            NotFound: no model ``model_id`` or no run ``run``.
+            ValueError: naming the argument: an unknown split, a negative count, ``valid_plates > plates``, edges
+                not ascending, counts not one fewer than the edges or not adding up to ``plates``.
+        """
+        conn = self.connection
+        check_split(split)
+        images = check_int(images, "images")
+        plates = check_int(plates, "plates")
+        valid_plates = check_int(valid_plates, "valid_plates")
+        if valid_plates > plates:  # type: ignore[operator]
+            raise ValueError(f"valid_plates ({valid_plates}) exceeds plates ({plates})")
+        edges = [finite_or_none(e, f"score_edges[{i}]") for i, e in enumerate(score_edges)]
+        if len(edges) < 2 or None in edges or edges != sorted(set(edges)):  # type: ignore[type-var]
+            raise ValueError(f"score_edges must be at least two ascending finite numbers, got {list(score_edges)!r}")
+        counts = [check_int(c, f"score_counts[{i}]") for i, c in enumerate(score_counts)]
+        if len(counts) != len(edges) - 1 or sum(counts) != plates:  # type: ignore[arg-type]
+            raise ValueError(
+                f"score_counts must have {len(edges) - 1} bins adding up to plates ({plates}), got {counts!r}"
+            )
+        model_id = require_model(conn, model_id)
+        return insert(
+            conn,
+            model_baselines,
+            {
+                "model_id": model_id,
+                "run_id": run_id(conn, run),
+                "split": split,
+                "images": images,
+                "plates": plates,
+                "valid_plates": valid_plates,
+                "score_edges": edges,
+                "score_counts": counts,
+                "created_at": _now(),
+            },
+        )
 
     # -- deployments
 

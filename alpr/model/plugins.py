@@ -4,6 +4,8 @@
   the detector's output during mmengine validation/testing, so they reach the logs, TensorBoard and the
   checkpoint hook's ``save_best`` next to COCO mAP.
 - ``TimedSnapshotHook``: weights snapshots at fixed intervals of training time, for time-to-accuracy curves.
+- ``CPUDistributedDataParallel``: mmengine's DDP wrapper for models on the CPU (the gloo back end), which must be
+  built without ``device_ids``; :func:`alpr.model.distributed.scale_config` names it for CPU processes.
 - ``PlateZoomCrop``: a training transform that crops the image around one random plate as the two-stage reader's
   zoom pass does (:mod:`alpr.model.crops`), so that the reader learns from what it is shown at inference.
 """
@@ -19,6 +21,8 @@ from mmcv.transforms import BaseTransform
 from mmdet.registry import HOOKS, METRICS, TRANSFORMS
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
 
 from alpr import spec
 from alpr.model.crops import geometry as crop_geometry
@@ -298,3 +302,19 @@ class PlateZoomCrop(BaseTransform):
             f"height_range={self.height_range}, shift={self.shift}, min_plate_px={self.min_plate_px}, "
             f"min_visible={self.min_visible})"
         )
+
+
+# mmengine's root registry: the Runner looks its model wrapper up there (mmengine.runner.Runner.wrap_model).
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """mmengine's ``MMDistributedDataParallel`` for a model whose parameters are on the CPU.
+
+    mmengine's Runner always passes ``device_ids=[LOCAL_RANK]`` to a DistributedDataParallel wrapper, and PyTorch
+    refuses ``device_ids`` for a CPU module ("device_ids ... only work with ... GPU modules", ``DistributedDataParallel``
+    docs: ``device_ids`` must be ``None`` for CPU modules). This wrapper drops them when the module is on the CPU and
+    is otherwise mmengine's, so the gloo back end trains data-parallel on CPU processes.
+    """
+
+    def __init__(self, module: Any, device_ids: Any = None, **kwargs: Any) -> None:
+        on_cpu = all(p.device.type == "cpu" for p in module.parameters())
+        super().__init__(module=module, device_ids=None if on_cpu else device_ids, **kwargs)

@@ -252,7 +252,7 @@ def config_hash(cfg) -> str:
 
 
 def train(cfg, *, resume: bool = True) -> TrainResult:
-    """Train with mmengine's Runner and collect the results.
+    """Train with mmengine's Runner in this process and collect the results.
 
     Args:
         cfg: from :func:`build_config`.
@@ -260,6 +260,17 @@ def train(cfg, *, resume: bool = True) -> TrainResult:
 
     Returns:
         :class:`TrainResult`.
+    """
+    return collect_train_result(cfg, run_runner(cfg, resume=resume))
+
+
+def run_runner(cfg, *, resume: bool = True) -> dict[str, float]:
+    """Build mmengine's Runner from ``cfg`` and train; return the last validation metrics (names without the
+    ``val/`` prefix, completed by :func:`alpr.model.metrics.complete_metrics`).
+
+    ``cfg.resume`` is set when ``resume`` and the work dir holds a ``last_checkpoint``, so a restarted training (a
+    re-run step, a restarted torchrun group) continues from it. One rank of a distributed training
+    (:mod:`alpr.model.distributed`) runs this too, with ``cfg.launcher = "pytorch"``.
     """
     from mmengine.runner import Runner
 
@@ -272,9 +283,14 @@ def train(cfg, *, resume: bool = True) -> TrainResult:
     runner = Runner.from_cfg(cfg)
     with trusted_checkpoint_loading():
         runner.train()
-
     last = runner.message_hub.log_scalars
-    metrics = complete_metrics({k[4:]: float(v.current()) for k, v in last.items() if k.startswith("val/")})
+    return complete_metrics({k[4:]: float(v.current()) for k, v in last.items() if k.startswith("val/")})
+
+
+def collect_train_result(cfg, metrics: dict[str, float]) -> TrainResult:
+    """The :class:`TrainResult` of a finished training of ``cfg``: dumps the merged config to
+    ``<work_dir>/config.py`` and lists the checkpoints (oldest first) and the newest TensorBoard folder there."""
+    work_dir = Path(cfg.work_dir)
     config_path = work_dir / "config.py"
     cfg.dump(str(config_path))
     checkpoints = sorted(work_dir.glob("*.pth"), key=lambda p: p.stat().st_mtime)

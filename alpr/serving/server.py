@@ -5,8 +5,10 @@ parser (``--model_name`` (default ``alpr``), ``--http_port`` (default 8080), ``-
 ``--enable_grpc`` (default false here), ``--max_asyncio_workers``, ...), and the project's: ``--model`` (a model
 directory, ``gs://`` URI or ``latest``), ``--model_dir`` (KServe's convention: a ServingRuntime passes
 ``--model_name={{.Name}} --model_dir=/mnt/models --http_port=8080``), ``--http-port`` (alias of ``--http_port``),
-``--max-instances``, ``--max-megapixels``, ``--device``. The model comes from ``--model``, else ``--model_dir``,
-else ``$STORAGE_URI``; with none of them the command exits with status 2 naming the three.
+``--max-instances``, ``--max-megapixels``, ``--device``, and the prediction log's (KServe's payload logger,
+:mod:`alpr.serving.eventlog`): ``--log-url`` (none: no log), ``--log-mode`` (``all``, ``request``, ``response``),
+``--log-queue-size``, ``--log-timeout``. The model comes from ``--model``, else ``--model_dir``, else
+``$STORAGE_URI``; with none of them the command exits with status 2 naming the three.
 
 :class:`ALPRModel` (model name ``alpr`` by default, ``--model_name`` otherwise: ``<name>`` below) is a
 ``kserve.Model`` reading plates with :class:`alpr.model.inference.PlateReader`. The API is ``docs/PLATE_SPEC.md``
@@ -41,12 +43,19 @@ Endpoints (:class:`ALPRModelServer`, kserve 0.21; it listens on 0.0.0.0, all int
 ``GET /v1/models``, ``/v2/models``    the model names; ``GET /v2``: server metadata
 ``GET /metrics``                      Prometheus: kserve's histograms ``request_preprocess_seconds``,
                                       ``request_predict_seconds``, ``request_postprocess_seconds`` (label
-                                      ``model_name="<name>"``; seconds) and the process/python collectors
+                                      ``model_name="<name>"``; seconds), the prediction log's counters
+                                      ``alpr_payload_log_sent_total``, ``..._dropped_total``, ``..._failed_total``
+                                      (:mod:`alpr.serving.eventlog`) and the process/python collectors
 ``GET /openapi.json``                 FastAPI's OpenAPI document of these routes
 ``POST /v1/models/<name>:predict``    V1 inference
 ``POST /v2/models/<name>/infer``      V2 inference
 ``POST /v2/repository/models/<name>/load``, ``.../unload``: refused, 403 (:class:`RefusingRepositoryExtension`)
 ====================================  ========================================================================
+
+With ``--log-url URL`` every V1 predict and V2 infer request and its 200 response are also sent to URL as
+CloudEvents, as KServe's payload logger sends them (:class:`alpr.serving.eventlog.PayloadLogMiddleware`, installed
+in each process that serves): from a bounded queue by a background thread, so a slow or absent receiver never holds
+up or fails a reading; the drops and failures are counted on ``/metrics``.
 
 The model is loaded once (:meth:`ALPRModel.load`). Inference runs in kserve's thread pool, one batch at a time
 (the model is guarded by a lock), so liveness, readiness and metrics stay answered while a batch is being read.
@@ -90,6 +99,7 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 
 from alpr import logs
 from alpr.model.inference import ModelError, PlateReader, fetch_model, resolve_model_uri
+from alpr.serving import eventlog
 from alpr.serving.codec import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_INSTANCES,
@@ -116,6 +126,7 @@ __all__ = [
     "DEFAULT_HTTP_PORT",
     "build_model",
     "main",
+    "payload_log_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -338,13 +349,31 @@ class ALPRDataPlane(DataPlane):
       application/json``: what tritonclient sends) with :func:`alpr.serving.codec.split_v2_body`, binary data
       extension included, and answers every malformed body with ``InvalidInput`` (HTTP 400).
 
+    It also carries the prediction log's settings into kserve's worker processes (``--workers N``): unpickled
+    there, it installs :class:`alpr.serving.eventlog.PayloadLogMiddleware` on that process's kserve app.
+
     Args:
         model_registry: kserve's ``ModelRepository`` of the served models.
+        payload_log: where the prediction log goes (None: no log).
     """
 
-    def __init__(self, model_registry: ModelRepository) -> None:
+    def __init__(self, model_registry: ModelRepository, payload_log: eventlog.EventLogConfig | None = None) -> None:
         super().__init__(model_registry)
         self.served: dict[str, Any] = {}
+        self.payload_log = payload_log
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore the data plane in a kserve worker process, and install the prediction log on its app there."""
+        self.__dict__.update(state)
+        self.install_payload_log()
+
+    def install_payload_log(self) -> None:
+        """Add the prediction log's middleware to kserve's app (``kserve.model_server.app``) of this process, when
+        ``payload_log`` is set; before the app starts serving."""
+        if self.payload_log is not None:
+            from kserve.model_server import app
+
+            eventlog.install(app, self.payload_log)
 
     def watch(self, models: list) -> None:
         """Remember ``models`` (the models the server starts with): :meth:`live` fails once one of them is gone."""
@@ -417,18 +446,22 @@ _REPOSITORY_REFUSED = (
 class ALPRModelServer(kserve.ModelServer):
     """``kserve.ModelServer`` with :class:`ALPRDataPlane` and :class:`RefusingRepositoryExtension`.
 
-    Takes ``kserve.ModelServer``'s keyword arguments. :meth:`start` also serves from a thread other than the main
-    one (no signal handlers there; stop it through its uvicorn server's ``should_exit``).
+    Takes ``kserve.ModelServer``'s keyword arguments, and ``payload_log``: where the prediction log goes (None: no
+    log; :mod:`alpr.serving.eventlog`). :meth:`start` also serves from a thread other than the main one (no signal
+    handlers there; stop it through its uvicorn server's ``should_exit``).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, payload_log: eventlog.EventLogConfig | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.dataplane = ALPRDataPlane(model_registry=self.registered_models)
+        self.dataplane = ALPRDataPlane(model_registry=self.registered_models, payload_log=payload_log)
         self.model_repository_extension = RefusingRepositoryExtension(model_registry=self.registered_models)
 
     def start(self, models: list) -> None:
-        """Watch ``models`` for liveness (:meth:`ALPRDataPlane.watch`), then serve them until stopped."""
+        """Watch ``models`` for liveness (:meth:`ALPRDataPlane.watch`), install the prediction log (one process;
+        kserve's worker processes install theirs), then serve them until stopped."""
         self.dataplane.watch(models)
+        if self.workers == 1:
+            self.dataplane.install_payload_log()
         super().start(models)
 
     def register_signal_handler(self) -> None:
@@ -496,6 +529,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     own.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, help="most megapixels per image")
     own.add_argument("--device", default="cpu", help="torch device")
+    plog = p.add_argument_group("prediction log (KServe's payload logger format: CloudEvents, alpr.serving.eventlog)")
+    plog.add_argument(
+        "--log-url", default=None, help="send each inference's request and response to this URL (default: no log)"
+    )
+    plog.add_argument("--log-mode", choices=eventlog.LOG_MODES, default="all", help="which events to send")
+    plog.add_argument(
+        "--log-queue-size",
+        type=_positive_int,
+        default=eventlog.DEFAULT_QUEUE_SIZE,
+        help="most events waiting to be sent; more are dropped (alpr_payload_log_dropped_total)",
+    )
+    plog.add_argument(
+        "--log-timeout",
+        type=float,
+        default=eventlog.DEFAULT_TIMEOUT_S,
+        help="seconds one event's POST may take (then it counts in alpr_payload_log_failed_total)",
+    )
     p.set_defaults(model_name=MODEL_NAME, http_port=DEFAULT_HTTP_PORT, enable_grpc=False)
     return p
 
@@ -521,7 +571,32 @@ def _parse_args(argv: list[str] | None, environ: dict[str, str] | None = None) -
         p.error(f"--workers must be >= 1, got {args.workers}")
     if not args.max_megapixels > 0:
         p.error(f"--max-megapixels must be > 0, got {args.max_megapixels}")
+    if not args.log_timeout > 0:
+        p.error(f"--log-timeout must be > 0 s, got {args.log_timeout}")
+    args.payload_log = None
+    if args.log_url is not None:
+        try:
+            args.payload_log = payload_log_config(args)
+        except ValueError as exc:  # the URL: mode, queue size and timeout were checked above
+            p.error(f"--log-url: {exc}")
     return args
+
+
+def payload_log_config(args: argparse.Namespace) -> eventlog.EventLogConfig:
+    """The prediction log's settings from the parsed command line: ``--log-*``, ``ce-source``
+    ``http://localhost:<http_port>/`` (KServe's agent's default), ``ce-inferenceservicename`` the model's name.
+
+    Raises:
+        ValueError: a bad ``--log-url`` or ``--log-timeout`` (the message says which).
+    """
+    return eventlog.EventLogConfig(
+        url=args.log_url,
+        mode=args.log_mode,
+        queue_size=args.log_queue_size,
+        timeout_s=args.log_timeout,
+        source=f"http://localhost:{args.http_port}/",
+        inference_service=args.model_name,
+    )
 
 
 def build_model(
@@ -567,7 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    ALPRModelServer(**{key: getattr(args, key) for key in _SERVER_OPTIONS}).start([model])
+    options = {key: getattr(args, key) for key in _SERVER_OPTIONS}
+    ALPRModelServer(payload_log=args.payload_log, **options).start([model])
     return 0
 
 

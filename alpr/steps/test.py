@@ -12,6 +12,7 @@ from alpr.model.inference import PlateReader
 from alpr.model.metrics import PlateMetrics
 from alpr.model.reading import plate_texts, read_arrays
 from alpr.model.report import ReportEntry, write_report
+from alpr.monitoring.baseline import baseline_from_plates
 from alpr.settings import Settings
 from alpr.steps.lineage import ModelLineage, TestResult, read_lineage
 from alpr.steps.runs import finite_metrics, marks_run_failed, open_store
@@ -35,6 +36,10 @@ def test_step(
     shown in the report and written beside it as :data:`alpr.model.report.BREAKDOWN_FILE`) ``recall`` and
     ``recall_width_<bucket>`` (``lt5``, ``5_10``, ``10_20``, ``ge20``; NaN for a bucket without plates). The
     report's folder also holds the character confusion matrix (:data:`alpr.model.report.CONFUSION_FILE`).
+
+    The readings' valid-plate share and plate-score histogram are recorded as the model's baseline
+    (:func:`alpr.monitoring.baseline.baseline_from_plates`, ``model_baselines``): the monitor's drift gauges compare
+    the live readings of the served model with it.
 
     Args:
         data_root: Record's folder.
@@ -89,10 +94,21 @@ def test_step(
     )
     report_root = storage.open_storage(settings.storage_uri).join("runs", run_name, "report")
     report_uri = storage.publish(Path(report_dir), report_root)
+    baseline = baseline_from_plates(lineage.model_id, split, readings)
     store = open_store(settings)
     with store.transaction() as tx:
         tx.add_evaluation(lineage.model_id, split, metrics, run=run_name)
         tx.add_test_results(lineage.model_id, rows, run=run_name)
+        tx.add_model_baseline(
+            lineage.model_id,
+            split,
+            images=baseline.images,
+            plates=baseline.plates,
+            valid_plates=baseline.valid_plates,
+            score_edges=baseline.score_edges,
+            score_counts=baseline.score_counts,
+            run=run_name,
+        )
     return TestResult(
         metrics=metrics,
         images=len(images),

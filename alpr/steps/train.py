@@ -5,20 +5,47 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from alpr import storage
+from alpr.kubeflow.trainjob import LABEL_PREFIX, TrainJobRequest, run_trainjob, trainjob_name
+from alpr.model import distributed
+from alpr.model.distributed import TrainScale
 from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, PLATE_DETECTOR_DIR
 from alpr.model.reader_data import write_reader_dataset
-from alpr.model.training import Hyperparameters, build_config, build_plate_config, train
+from alpr.model.training import Hyperparameters, TrainResult, build_config, build_plate_config, train
 from alpr.settings import Settings
-from alpr.steps.lineage import CandidatesLineage, DatasetLineage, read_lineage
+from alpr.steps.lineage import LINEAGE_FILE, CandidatesLineage, DatasetLineage, read_lineage
 from alpr.steps.runs import marks_run_failed
 
 log = logging.getLogger(__name__)
+
+#: Where a distributed training (``TrainScale.distributed``) runs: ``local`` (torchrun on this machine), ``trainjob``
+#: (a Kubeflow Trainer TrainJob on the cluster), ``auto`` (``trainjob`` in a pod of a cluster, else ``local``).
+TRAIN_LAUNCHERS = ("auto", "local", "trainjob")
+#: The environment variable that chooses among :data:`TRAIN_LAUNCHERS` (default ``auto``).
+TRAIN_LAUNCHER_ENV = "ALPR_TRAIN_LAUNCHER"
+
+
+def train_launcher(environ: Mapping[str, str] | None = None) -> str:
+    """``local`` or ``trainjob``: ``$ALPR_TRAIN_LAUNCHER`` when set to one of them; with ``auto`` or unset,
+    ``trainjob`` in a pod of a cluster (``KUBERNETES_SERVICE_HOST`` set, as Kubernetes sets it in every pod), else
+    ``local``.
+
+    Raises:
+        ValueError: ``$ALPR_TRAIN_LAUNCHER`` is not one of :data:`TRAIN_LAUNCHERS`.
+    """
+    env = os.environ if environ is None else environ
+    chosen = env.get(TRAIN_LAUNCHER_ENV, "auto") or "auto"
+    if chosen not in TRAIN_LAUNCHERS:
+        raise ValueError(f"{TRAIN_LAUNCHER_ENV}={chosen!r}: not one of {', '.join(TRAIN_LAUNCHERS)}")
+    if chosen == "auto":
+        return "trainjob" if env.get("KUBERNETES_SERVICE_HOST") else "local"
+    return chosen
 
 
 def resolve_hyperparameters(hp: Hyperparameters | Mapping[str, Any], hp_override: str = "") -> Hyperparameters:
@@ -60,6 +87,7 @@ def train_step(
     hp_override: str = "",
     num_workers: int = 1,
     extra_hooks: list[dict] | None = None,
+    scale: TrainScale | None = None,
 ) -> CandidatesLineage:
     """Train on the training version in ``data_root``; put candidate checkpoints + config into ``out_dir``.
 
@@ -85,23 +113,29 @@ def train_step(
         hp_override: see :func:`resolve_hyperparameters`.
         num_workers: dataloader workers.
         extra_hooks: mmengine hook configs added to the config.
+        scale: workers and GPUs per worker (default one process, in this one).
 
     Returns:
         the lineage of the candidates: training version, hyperparameters, config hash, storage URIs, val metrics.
 
     Raises:
-        ValueError: bad hyperparameters (nothing done, the run is not marked).
+        ValueError: bad hyperparameters or ``$ALPR_TRAIN_LAUNCHER`` (nothing done, the run is not marked).
         FileNotFoundError, alpr.steps.lineage.LineageError: ``data_root`` is not Record's output.
     """
+    hp = resolve_hyperparameters(hp, hp_override)
+    scale = scale or TrainScale()
+    launcher = train_launcher() if scale.distributed else "local"
     return _train(
         settings,
         data_root=data_root,
         out_dir=out_dir,
         run_name=run_name,
-        hp=resolve_hyperparameters(hp, hp_override),
+        hp=hp,
         config=config,
         num_workers=num_workers,
         extra_hooks=extra_hooks,
+        scale=scale,
+        launcher=launcher,
     )
 
 
@@ -116,9 +150,13 @@ def _train(
     config: str,
     num_workers: int,
     extra_hooks: list[dict] | None,
+    scale: TrainScale,
+    launcher: str,
 ) -> CandidatesLineage:
     data = read_lineage(data_root, DatasetLineage)
     work_dir = Path(settings.cache_dir) / "train" / run_name
+    if scale.distributed and launcher == "trainjob":
+        data_root = _shared_copy(data_root, work_dir.with_name(f"{work_dir.name}.data"))
     reader_root = data_root
     if hp.plate_input_size:
         reader = write_reader_dataset(
@@ -129,7 +167,7 @@ def _train(
     cfg = build_config(reader_root, work_dir, hp, config=config, num_workers=num_workers)
     if extra_hooks:
         cfg.custom_hooks = [*cfg.get("custom_hooks", []), *extra_hooks]
-    result = train(cfg)
+    result = _fit(cfg, scale, launcher=launcher, run_name=run_name, part="train")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(result.config_path, out_dir / "config.py")
@@ -142,7 +180,7 @@ def _train(
         plate_cfg = build_plate_config(
             data_root, work_dir.with_name(f"{work_dir.name}.plate"), hp, num_workers=num_workers
         )
-        plate = train(plate_cfg)
+        plate = _fit(plate_cfg, scale, launcher=launcher, run_name=run_name, part="plate")
         best = [c for c in plate.checkpoints if c.name.startswith("best_")] or plate.checkpoints[-1:]
         if not best:
             raise RuntimeError(f"plate detector training in {plate.work_dir} saved no checkpoint")
@@ -175,3 +213,38 @@ def _train(
     )
     lineage.write(out_dir)
     return lineage
+
+
+def _fit(cfg, scale: TrainScale, *, launcher: str, run_name: str, part: str) -> TrainResult:
+    """Train ``cfg``: in this process (one process), under torchrun here (``local``), or in a TrainJob named after
+    the run and ``part`` (the same name on a retry of the step, which then follows the TrainJob it created)."""
+    if not scale.distributed:
+        return train(cfg)
+    if launcher == "local":
+        return distributed.run_local(cfg, scale)
+    config_path = distributed.prepare_config(cfg, scale)
+    command = distributed.torchrun_command(config_path, scale, standalone=False)
+    outcome = run_trainjob(
+        TrainJobRequest(
+            name=trainjob_name(run_name, part),
+            command=command,
+            workers=scale.workers,
+            gpus_per_worker=scale.gpus_per_worker,
+        ),
+        labels={f"{LABEL_PREFIX}/run": run_name},
+    )
+    log.info("TrainJob %s/%s: %s after %.0f s", outcome.namespace, outcome.name, outcome.condition, outcome.duration_s)
+    return distributed.collect_result(cfg)
+
+
+def _shared_copy(data_root: Path, target: Path) -> Path:
+    """Copy Record's folder to ``target`` (on the workspace PVC, which a TrainJob's pods mount) once; a complete
+    copy of an earlier attempt (with its ``lineage.json``) is reused. Returns ``target``."""
+    if (target / LINEAGE_FILE).is_file():
+        return target
+    partial = target.with_name(f"{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(data_root, partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target

@@ -48,6 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser, mode: argparse._MutuallyExclu
         help="namespace of the Katib Experiment (env ALPR_KATIB_NAMESPACE, default kubeflow)",
     )
     group.add_argument("--tune-gpus", type=int, default=0, help="GPUs per Katib trial (default 0)")
+    group.add_argument(
+        "--tune-trial-workers",
+        type=int,
+        default=1,
+        help="pods per Katib trial; above 1 each trial is a Kubeflow Trainer TrainJob, data-parallel (default 1)",
+    )
+    group.add_argument(
+        "--tune-gpus-per-worker",
+        type=int,
+        default=0,
+        help="GPUs of each pod of a Katib trial, one process each; above 1 a trial is a TrainJob (default 0: "
+        "--tune-gpus)",
+    )
     group.add_argument("--tune-poll", type=float, default=15.0, help="seconds between polls of the Experiment")
     group.add_argument(
         "--tune-output",
@@ -103,6 +116,8 @@ def options_from_args(args: argparse.Namespace):
         config=args.config,
         fixed={k: getattr(args, k) for k in FIXED_HYPERPARAMETERS},
         gpus=args.tune_gpus,
+        trial_workers=args.tune_trial_workers,
+        trial_gpus_per_worker=args.tune_gpus_per_worker,
     )
 
 

@@ -45,6 +45,7 @@ class TrialMetricsHook(Hook):
             "mAP": short.get("mAP"),
             "loss": self._loss_sum / self._loss_n if self._loss_n else None,
         }
-        for line in format_metrics(values):
-            print(line, file=sys.stdout, flush=True)
+        if runner.rank == 0:  # a distributed trial: one set of lines, rank 0's (the metrics are broadcast)
+            for line in format_metrics(values):
+                print(line, file=sys.stdout, flush=True)
         self._loss_sum, self._loss_n = 0.0, 0

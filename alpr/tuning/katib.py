@@ -10,6 +10,19 @@ The Experiment tunes the hyperparameters of :func:`alpr.tuning.space.default_spa
   components image's ``python -m alpr.tuning.trial`` with ``--<name>=${trialParameters.<name>}`` for every searched
   parameter and the fixed ones (epochs, validation interval, seed, config, data) as plain arguments; the backend
   settings come from a ConfigMap and a Secret of the namespace (``envFrom``), never from the Experiment itself;
+- distributed trials (``trial_workers`` > 1 or ``trial_gpus_per_worker`` > 1, :class:`~alpr.tuning.options.TuningOptions`):
+  the ``trialSpec`` is a Kubeflow Trainer ``TrainJob`` (``trainer.kubeflow.org/v1alpha1``) whose nodes run
+  ``torchrun --max-restarts=0 -m alpr.tuning.trial`` with the same arguments; ``primaryContainerName`` is the
+  trainer's container ``node``, ``primaryPodLabels`` select the rank-0 pod only (the metrics collector is injected
+  there, and only rank 0 prints metrics), and ``successCondition`` / ``failureCondition`` read the TrainJob's
+  ``Complete`` / ``Failed`` conditions. The ConfigMap's keys reach the nodes one by one (no ``envFrom`` in a
+  TrainJob). On the cluster: Kubeflow Trainer (v2.3 serves this schema) with its ``torch-distributed``
+  ClusterTrainingRuntime, Katib >= 0.19 with ``TrainJob.v1alpha1.trainer.kubeflow.org`` in its config's
+  ``controller.trialResources`` (the default of Katib 0.19's manifests; add it where the config was customised,
+  and give ``katib-controller`` RBAC on ``trainjobs``, which 0.19's manifests do), and Kubernetes >= 1.28 (the
+  pods' ``batch.kubernetes.io/job-completion-index`` label the rank-0 selection needs). Katib 0.19 honours
+  ``primaryPodLabels`` for any trial kind: its pod webhook injects the collector only into pods whose labels match
+  them, after following the pod's owners (Job, JobSet) up to the trial's TrainJob;
 - ``metricsCollectorSpec``: ``StdOut`` with the filter :data:`alpr.tuning.collector.METRICS_FILTER`; the entry point
   prints exactly that format after every validation, which also feeds median stopping.
 
@@ -34,7 +47,15 @@ from pathlib import Path
 from typing import Any
 
 from alpr.defaults import DEFAULT_COMPONENT_IMAGE
-from alpr.kubeflow.platform import current_settings
+from alpr.kubeflow.platform import CONFIG_MAP_KEYS, current_settings
+from alpr.kubeflow.trainjob import (
+    COMPLETION_INDEX_LABEL,
+    REPLICATED_JOB_LABEL,
+    TRAINER_CONTAINER,
+    PodTemplate,
+    TrainJobRequest,
+    build_trainjob,
+)
 from alpr.tuning.collector import METRICS_FILTER
 from alpr.tuning.options import ALGORITHMS, TuningOptions
 from alpr.tuning.space import SearchSpace, default_space
@@ -48,6 +69,22 @@ PLURAL = "experiments"
 TRIALS = "trials"
 #: The trial Job's container that trains (Katib's ``primaryContainerName``).
 PRIMARY_CONTAINER = "training-container"
+#: A TrainJob trial's container that trains: the trainer node's (Kubeflow Trainer v2.3.0 ``constants.Node``; the
+#: replicated Job that runs it has the same name).
+TRAINJOB_CONTAINER = TRAINER_CONTAINER
+#: The labels of a TrainJob trial's rank-0 pod (Katib's ``primaryPodLabels``: only it gets the metrics collector).
+#: JobSet labels every pod with its replicated Job's name; the indexed Job's controller labels every pod with its
+#: completion index (Kubernetes >= 1.28, ``PodIndexLabel``), which Trainer's torch plugin passes to torchrun as the
+#: node rank (``PET_NODE_RANK``). Katib v0.19's defaults for TrainJob trials are the same.
+TRAINJOB_PRIMARY_POD_LABELS = {REPLICATED_JOB_LABEL: TRAINER_CONTAINER, COMPLETION_INDEX_LABEL: "0"}
+#: When Katib counts a TrainJob trial as succeeded / failed: GJSON on the TrainJob's conditions (Trainer's
+#: ``Complete`` / ``Failed`` condition types; Katib v0.19's defaults for TrainJob trials).
+TRAINJOB_SUCCESS_CONDITION = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+TRAINJOB_FAILURE_CONDITION = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+#: The command of a TrainJob trial's nodes, before the trial's arguments: torchrun reads the node count, rank,
+#: processes per node and rendezvous address from the ``PET_*`` variables Trainer's torch plugin sets; a failed
+#: process fails the trial (no restarts: Katib retries nothing either).
+TRAINJOB_TRIAL_COMMAND = ("torchrun", "--max-restarts=0", "-m", "alpr.tuning.trial")
 #: Label Katib puts on the trials of an Experiment.
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 
@@ -71,12 +108,9 @@ def _trial_parameter(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-def _pod_spec(options: TuningOptions, container: dict, platform) -> dict:
-    """The trial pod: the backends reach it as they reach the pipeline's tasks (:mod:`alpr.kubeflow.platform`): the DB
-    URL and password from the DB Secret, the backend URLs from the ConfigMap, the GCS key and the dataset
-    repository's SSH key as optional Secret volumes -- by name, never by value."""
-    env = container.setdefault("env", [])
-    env += [
+def _backend_env(platform) -> list[dict]:
+    """The DB URL and password of a trial, from the DB Secret (by name and key, never by value)."""
+    return [
         {
             "name": "ALPR_DB_URL",
             "valueFrom": {"secretKeyRef": {"name": platform.db_secret, "key": platform.db_url_key}},
@@ -88,9 +122,23 @@ def _pod_spec(options: TuningOptions, container: dict, platform) -> dict:
             },
         },
     ]
-    if platform.config_map:
-        container["envFrom"] = [{"configMapRef": {"name": platform.config_map, "optional": True}}]
-    volumes, mounts = [], []
+
+
+def _config_map_env(platform) -> list[dict]:
+    """The ConfigMap's backend URLs one variable per key (:data:`alpr.kubeflow.platform.CONFIG_MAP_KEYS`, each
+    optional): for a TrainJob trial, whose container patches have ``env`` but no ``envFrom``."""
+    if not platform.config_map:
+        return []
+    return [
+        {"name": key, "valueFrom": {"configMapKeyRef": {"name": platform.config_map, "key": key, "optional": True}}}
+        for key in CONFIG_MAP_KEYS
+    ]
+
+
+def _secret_volumes(platform) -> tuple[list[dict], list[dict], list[dict]]:
+    """``(volumes, volume mounts, env)`` of the GCS key and the dataset repository's SSH key: optional Secret
+    volumes, and the variables that point at them."""
+    volumes, mounts, env = [], [], []
     if platform.gcs_key_secret:
         volumes.append({"name": "gcs-key", "secret": {"secretName": platform.gcs_key_secret, "optional": True}})
         mounts.append({"name": "gcs-key", "mountPath": platform.gcs_key_mount, "readOnly": True})
@@ -107,6 +155,19 @@ def _pod_spec(options: TuningOptions, container: dict, platform) -> dict:
                 f"-o UserKnownHostsFile={platform.git_secret_mount}/known_hosts",
             }
         )
+    return volumes, mounts, env
+
+
+def _pod_spec(options: TuningOptions, container: dict, platform) -> dict:
+    """The trial pod: the backends reach it as they reach the pipeline's tasks (:mod:`alpr.kubeflow.platform`): the DB
+    URL and password from the DB Secret, the backend URLs from the ConfigMap, the GCS key and the dataset
+    repository's SSH key as optional Secret volumes -- by name, never by value."""
+    env = container.setdefault("env", [])
+    env += _backend_env(platform)
+    if platform.config_map:
+        container["envFrom"] = [{"configMapRef": {"name": platform.config_map, "optional": True}}]
+    volumes, mounts, secret_env = _secret_volumes(platform)
+    env += secret_env
     if mounts:
         container["volumeMounts"] = mounts
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
@@ -116,13 +177,82 @@ def _pod_spec(options: TuningOptions, container: dict, platform) -> dict:
         pod["serviceAccountName"] = options.service_account
     if platform.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": n} for n in platform.image_pull_secrets]
-    if options.gpus:
-        container["resources"]["limits"][platform.accelerator_type] = options.gpus
+    if options.worker_gpus:
+        container["resources"]["limits"][platform.accelerator_type] = options.worker_gpus
         if platform.node_selector:
             pod["nodeSelector"] = dict(platform.node_selector)
         if platform.tolerations:
             pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in platform.tolerations]
     return pod
+
+
+#: Annotations of a trial's pods: no Istio sidecar (a sidecar that never exits would keep a finished trial running).
+_TRIAL_POD_ANNOTATIONS = {"sidecar.istio.io/inject": "false"}
+
+
+def _job_trial(options: TuningOptions, argv: list[str], platform) -> dict:
+    """A one-pod trial: a ``batch/v1`` Job (no retries) whose container :data:`PRIMARY_CONTAINER` runs
+    ``python -m alpr.tuning.trial <argv>``."""
+    container: dict[str, Any] = {
+        "name": PRIMARY_CONTAINER,
+        "image": options.image,
+        "command": ["python", "-m", "alpr.tuning.trial"],
+        "args": argv,
+        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "resources": {
+            "requests": {"cpu": options.cpu, "memory": options.memory},
+            "limits": {"cpu": options.cpu, "memory": options.memory},
+        },
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": dict(_TRIAL_POD_ANNOTATIONS)},
+                "spec": _pod_spec(options, container, platform),
+            },
+        },
+    }
+
+
+def _trainjob_trial(options: TuningOptions, argv: list[str], platform) -> dict:
+    """A distributed trial: a Kubeflow Trainer ``TrainJob`` (:func:`alpr.kubeflow.trainjob.build_trainjob`, on its
+    default runtime, ``torch-distributed`` unless ``$ALPR_TRAIN_RUNTIME`` names another) of
+    ``options.trial_workers`` nodes with ``options.worker_gpus`` GPUs each (one process per GPU; one per node on the
+    CPU), every node running ``torchrun --max-restarts=0 -m alpr.tuning.trial <argv>``
+    (:data:`TRAINJOB_TRIAL_COMMAND`), with the one-pod trial's CPU and memory per node. The backends reach the nodes
+    as they reach a one-pod trial, with one difference: the ConfigMap's keys come one by one (``configMapKeyRef``),
+    since a TrainJob's container patches carry ``env`` but no ``envFrom``. No ``metadata.name``: Katib names the
+    TrainJob after the trial, ``<Experiment>-<8 characters>`` (at most 49 characters, so the rank pods' host names
+    ``<name>-node-0-<rank>`` stay DNS labels; the request is checked with the Experiment's name)."""
+    volumes, mounts, secret_env = _secret_volumes(platform)
+    template = PodTemplate(
+        image=options.image,
+        env=(*_backend_env(platform), *_config_map_env(platform), *secret_env),
+        volumes=tuple(volumes),
+        volume_mounts=tuple(mounts),
+        service_account=options.service_account or "",
+        image_pull_secrets=tuple(platform.image_pull_secrets),
+    )
+    gpus = options.worker_gpus
+    request = TrainJobRequest(
+        name=options.name,
+        command=(*TRAINJOB_TRIAL_COMMAND, *argv),
+        workers=options.trial_workers,
+        gpus_per_worker=gpus,
+        accelerator=platform.accelerator_type,
+        cpu_request=options.cpu,
+        cpu_limit=options.cpu,
+        memory_request=options.memory,
+        memory_limit=options.memory,
+        node_selector=dict(platform.node_selector) if gpus else {},
+        tolerations=tuple(t.model_dump(by_alias=True, exclude_none=True) for t in platform.tolerations) if gpus else (),
+    )
+    trial = build_trainjob(request, template, labels={"app.kubernetes.io/component": "tuning"})
+    del trial["metadata"]["name"]  # Katib's: the trial's name
+    return trial
 
 
 def render_experiment(space: SearchSpace, options: TuningOptions, platform=None) -> dict:
@@ -134,27 +264,34 @@ def render_experiment(space: SearchSpace, options: TuningOptions, platform=None)
         platform: the cluster's names (:class:`alpr.kubeflow.platform.PlatformSettings`; default: the environment's,
             ``ALPR_K8S_*``), the same the pipeline's tasks use.
 
+    Returns:
+        the Experiment; its ``trialSpec`` is a ``batch/v1`` Job, or a Kubeflow Trainer ``TrainJob`` when
+        ``options.distributed_trials`` (see the module's docstring).
+
     Raises:
-        ValueError: inconsistent options (see :func:`alpr.tuning.trial.trial_argv`), or a value that is not
-            shell-safe.
+        ValueError: inconsistent options (see :func:`alpr.tuning.trial.trial_argv`), a value that is not
+            shell-safe, or a trial scale or resource that :class:`alpr.kubeflow.trainjob.TrainJobRequest` refuses.
     """
 
     platform = platform or current_settings()
     options.check_shell_safe()
-    container: dict[str, Any] = {
-        "name": PRIMARY_CONTAINER,
-        "image": options.image,
-        "command": ["python", "-m", "alpr.tuning.trial"],
-        "args": trial_argv(
-            space, options, {p.name: "${trialParameters." + _trial_parameter(p.name) + "}" for p in space}
-        ),
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
-        "resources": {
-            "requests": {"cpu": options.cpu, "memory": options.memory},
-            "limits": {"cpu": options.cpu, "memory": options.memory},
-        },
+    argv = trial_argv(space, options, {p.name: "${trialParameters." + _trial_parameter(p.name) + "}" for p in space})
+    trial_template: dict[str, Any] = {
+        "primaryContainerName": TRAINJOB_CONTAINER if options.distributed_trials else PRIMARY_CONTAINER,
+        "trialParameters": [
+            {"name": _trial_parameter(p.name), "reference": p.name, "description": p.description or p.name}
+            for p in space
+        ],
     }
-    pod_spec = _pod_spec(options, container, platform)
+    if options.distributed_trials:
+        trial_template.update(
+            primaryPodLabels=dict(TRAINJOB_PRIMARY_POD_LABELS),
+            successCondition=TRAINJOB_SUCCESS_CONDITION,
+            failureCondition=TRAINJOB_FAILURE_CONDITION,
+            trialSpec=_trainjob_trial(options, argv, platform),
+        )
+    else:
+        trial_template["trialSpec"] = _job_trial(options, argv, platform)
     objective: dict[str, Any] = {
         "type": options.direction,
         "objectiveMetricName": options.objective,
@@ -178,21 +315,7 @@ def render_experiment(space: SearchSpace, options: TuningOptions, platform=None)
             "collector": {"kind": "StdOut"},
             "source": {"filter": {"metricsFormat": [METRICS_FILTER]}},
         },
-        "trialTemplate": {
-            "primaryContainerName": PRIMARY_CONTAINER,
-            "trialParameters": [
-                {"name": _trial_parameter(p.name), "reference": p.name, "description": p.description or p.name}
-                for p in space
-            ],
-            "trialSpec": {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "spec": {
-                    "backoffLimit": 0,
-                    "template": {"metadata": {"annotations": {"sidecar.istio.io/inject": "false"}}, "spec": pod_spec},
-                },
-            },
-        },
+        "trialTemplate": trial_template,
     }
     if options.early_stopping:
         spec["earlyStopping"] = {
@@ -531,6 +654,19 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     render.add_argument("--parallel", type=int, default=None, help=f"(default {defaults.parallel})")
     render.add_argument("--max-failed", type=int, default=None, help=f"(default {defaults.max_failed})")
     render.add_argument(
+        "--trial-workers",
+        type=int,
+        default=None,
+        help=f"pods per trial; above 1 a trial is a Kubeflow Trainer TrainJob (default {defaults.trial_workers})",
+    )
+    render.add_argument(
+        "--trial-gpus-per-worker",
+        type=int,
+        default=None,
+        help="GPUs of each of a trial's pods; above 1 a trial is a TrainJob (default "
+        f"{defaults.trial_gpus_per_worker}: none)",
+    )
+    render.add_argument(
         "--image",
         default=DEFAULT_COMPONENT_IMAGE,
         help=f"the trials' image (default: the released components image, {DEFAULT_COMPONENT_IMAGE})",
@@ -544,7 +680,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     given = {
         k: getattr(args, k)
-        for k in ("name", "namespace", "data", "algorithm", "max_trials", "parallel", "max_failed", "image")
+        for k in (
+            "name",
+            "namespace",
+            "data",
+            "algorithm",
+            "max_trials",
+            "parallel",
+            "max_failed",
+            "trial_workers",
+            "trial_gpus_per_worker",
+            "image",
+        )
         if getattr(args, k) is not None
     }
     try:

@@ -76,6 +76,12 @@ class TuningOptions:
         memory: memory request (and limit) of a trial.
         gpus: GPUs per trial (0: none; the resource name, node selector and tolerations are those of
             :class:`alpr.kubeflow.platform.PlatformSettings`, as for Train).
+        trial_workers: pods (nodes) per trial. 1: a trial is one pod (a ``batch/v1`` Job); more: a trial is a
+            Kubeflow Trainer ``TrainJob`` of that many nodes, trained data-parallel under ``torchrun``
+            (:func:`alpr.tuning.katib.render_experiment`).
+        trial_gpus_per_worker: GPUs of each of a trial's pods, one ``torchrun`` process per GPU (0: ``gpus``). More
+            than 1 makes a trial a ``TrainJob`` even with one worker. Set ``gpus`` or this, or both to the same
+            number.
 
     The trials' backend settings (Secrets, ConfigMap) are the pipeline's: :class:`alpr.kubeflow.platform.PlatformSettings`.
 
@@ -109,6 +115,8 @@ class TuningOptions:
     cpu: str = "4"
     memory: str = "12Gi"
     gpus: int = 0
+    trial_workers: int = 1
+    trial_gpus_per_worker: int = 0
 
     def __post_init__(self) -> None:
         if not self.image:
@@ -126,10 +134,26 @@ class TuningOptions:
             ("start_step", 1),
             ("num_workers", 0),
             ("gpus", 0),
+            ("trial_workers", 1),
+            ("trial_gpus_per_worker", 0),
         ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 problems.append(f"{key}={value!r} (an integer >= {low})")
+        if (
+            all(type(n) is int for n in (self.gpus, self.trial_gpus_per_worker))
+            and self.gpus
+            and self.trial_gpus_per_worker
+            and self.gpus != self.trial_gpus_per_worker
+        ):
+            problems.append(
+                f"gpus={self.gpus!r} and trial_gpus_per_worker={self.trial_gpus_per_worker!r} (GPUs of each of a "
+                "trial's pods: set one of them, or both to the same number)"
+            )
+        counts = (self.trial_workers, self.trial_gpus_per_worker)
+        if all(type(n) is int for n in counts) and self.distributed_trials and not self.name[:1].isalpha():
+            # a TrainJob's name is an RFC 1035 label; Katib names each trial's after it: <name>-<8 characters>
+            problems.append(f"name={self.name!r} (must start with a letter when trials are TrainJobs)")
         if self.direction not in ("maximize", "minimize"):
             problems.append(f"direction={self.direction!r} (maximize or minimize)")
         if self.timeout_s is not None and not self.timeout_s > 0:
@@ -151,6 +175,17 @@ class TuningOptions:
                 "tuning option(s) unsafe on a trial's command line (letters, digits and ./:@+=,-_ "
                 "only): " + "; ".join(bad)
             )
+
+    @property
+    def worker_gpus(self) -> int:
+        """GPUs of each of a trial's pods: ``trial_gpus_per_worker``, else ``gpus``."""
+        return self.trial_gpus_per_worker or self.gpus
+
+    @property
+    def distributed_trials(self) -> bool:
+        """Whether a trial is a distributed ``TrainJob`` (more than one worker, or more than one GPU per worker
+        through ``trial_gpus_per_worker``) rather than a one-pod ``batch/v1`` Job."""
+        return self.trial_workers > 1 or self.trial_gpus_per_worker > 1
 
     @property
     def metric_names(self) -> list[str]:

@@ -3,7 +3,9 @@
     python -m alpr.tuning.trial --data annotations-v1 --epochs 16 --val-interval 4 \\
         --lr 0.004 --weight-decay 0.05 --input-size 320 --batch-size 8
 
-Katib runs it in each trial's Job (with ``${trialParameters.…}`` filled in), the local twin runs it as a
+Katib runs it in each trial's Job (with ``${trialParameters.…}`` filled in; under ``torchrun`` in each node of a
+distributed trial's ``TrainJob``, where it trains data-parallel, :func:`alpr.model.distributed.scale_config`, and only
+rank 0 prints), the local twin runs it as a
 subprocess. It trains with the pipeline's own code (:func:`alpr.model.training.build_config` +
 :func:`alpr.model.training.train`, the config's validation with EIR and COCO mAP), adds
 :class:`alpr.tuning.hook.TrialMetricsHook`, which prints ``eir``, ``mAP`` and ``loss`` after every validation in
@@ -25,6 +27,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 import time
 import uuid
@@ -34,6 +37,7 @@ from pathlib import Path
 from alpr import logs, spec
 from alpr.data.repo import DatasetRepoError
 from alpr.defaults import TRAINING_DEFAULTS
+from alpr.model.distributed import TrainScale, init_process_group, is_rank_zero, scale_config, under_torchrun
 from alpr.model.metrics import short_metrics
 from alpr.model.training import DEFAULT_CONFIG, Hyperparameters, build_config, train
 from alpr.settings import load_settings
@@ -228,10 +232,15 @@ def run_trial(
     from alpr.tuning import hook  # noqa: F401  (mmdet-dependent: registers TrialMetricsHook named by the config)
 
     work_dir = Path(work_dir)
+    # Under torchrun (a distributed trial) each rank fetches its own copy: no two processes write one folder.
+    data_dir = work_dir / (f"data-rank{os.environ['RANK']}" if under_torchrun() else "data")
     data_root, version = resolve_training_data(
-        settings, data, work_dir / "data", fractions=split_fractions, split_seed=split_seed
+        settings, data, data_dir, fractions=split_fractions, split_seed=split_seed
     )
     cfg = build_config(data_root, work_dir / "train", hp, config=config, num_workers=num_workers)
+    scale_config(cfg, TrainScale.from_environment())
+    if under_torchrun():
+        init_process_group(cfg.env_cfg.dist_cfg.backend)
     imports = list((cfg.get("custom_imports") or {}).get("imports", []))
     cfg.custom_imports = dict(imports=[*imports, "alpr.tuning.hook"], allow_failed_imports=False)
     cfg.custom_hooks = [*(cfg.get("custom_hooks") or []), dict(type="TrialMetricsHook")]
@@ -254,10 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup()
 
     settings = load_settings()
-    work_dir = (
-        args.work_dir
-        or Path(settings.cache_dir) / "tuning" / "trials" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    # The ranks of a distributed trial share one work dir: torchrun gives them one run id.
+    trial_id = (
+        os.environ["TORCHELASTIC_RUN_ID"]
+        if under_torchrun() and os.environ.get("TORCHELASTIC_RUN_ID")
+        else f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     )
+    work_dir = args.work_dir or Path(settings.cache_dir) / "tuning" / "trials" / trial_id
     log.info("trial %s in %s", dataclasses.asdict(hp), work_dir)
     try:
         out = run_trial(
@@ -274,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, LookupError, DatasetRepoError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if not is_rank_zero():  # one final line per trial: rank 0's (every rank has the same metrics)
+        return 0
     finals = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out["metrics"].items()}
     print(FINAL_PREFIX + json.dumps(finals, sort_keys=True), flush=True)
     return 0

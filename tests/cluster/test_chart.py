@@ -91,6 +91,24 @@ def test_default_values_are_a_self_contained_dev_namespace(home):
     assert "Namespace" not in kinds  # helm install --create-namespace, or a profile's namespace
 
 
+def _grants(role: dict) -> dict[tuple[str, str], set[str]]:
+    return {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+
+
+@pytest.mark.parametrize("values", sorted(VALUES))
+def test_the_pipelines_role_is_the_kustomize_bases(home, values):
+    """The chart's Role grants what manifests/base/rbac.yaml grants (the two are kept equal): among it, the
+    distributed Train step's TrainJobs and the pods it lists to find rank 0."""
+    role = _by_kind(_template(home, *VALUES[values]))["Role"]["alpr-pipeline"]
+    base = next(d for d in load_all((CHART.parents[1] / "manifests/base/rbac.yaml").read_text()) if d["kind"] == "Role")
+    assert role["rules"] == base["rules"]
+    grants = _grants(role)
+    assert {"create", "get", "list", "watch", "delete"} <= grants[("trainer.kubeflow.org", "trainjobs")]
+    assert "get" in grants[("trainer.kubeflow.org", "trainjobs/status")]
+    assert {"get", "list", "watch"} <= grants[("", "pods")] and "get" in grants[("", "pods/log")]
+    assert {"create", "get", "watch", "delete"} <= grants[("kubeflow.org", "experiments")]
+
+
 def test_prod_values(home):
     kinds = _by_kind(_template(home, *VALUES["prod"]))
     assert "Job" not in kinds and "alpr-mysql" not in kinds.get("Deployment", {})
@@ -138,6 +156,8 @@ def test_values_switch_parts_on_and_off(home):
             "mysql.enabled=false",
             "--set",
             "bootstrap.enabled=false",
+            "--set",
+            "monitor.enabled=false",
             "--set",
             "namespace.create=true",
             "--set",

@@ -3,8 +3,9 @@
 KServe: every InferenceService and ServingRuntime -- of the kustomize overlays, the Helm chart (their tests,
 test_manifests.py and test_chart.py, validate what they render with the same functions) and of
 :func:`alpr.kubeflow.kserve.build_inference_service` (here) -- against KServe v0.20.0's CRDs, unknown fields
-rejected. Katib: ``katib/experiment.yaml`` and :func:`alpr.tuning.katib.render_experiment` against the schema
-written from Katib v0.19.0's Go types and validating webhook.
+rejected. Kubeflow Trainer: a TrainJob against Trainer v2.3.0's CRD, unknown fields rejected. Katib:
+``katib/experiment.yaml`` and :func:`alpr.tuning.katib.render_experiment` against the schema written from Katib
+v0.19.0's Go types and validating webhook.
 """
 
 import copy
@@ -16,8 +17,8 @@ import pytest
 import yaml
 from k8s_tools import (
     CRDS,
+    CUSTOM_CRDS,
     KATIB_EXPERIMENT_SCHEMA,
-    KSERVE_CRDS,
     SchemaError,
     validate_custom,
     validate_inference_service,
@@ -32,13 +33,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_committed_crds_are_the_ones_the_readme_names():
     """Byte for byte the upstream files whose sha256 the README records (a refresh must update both)."""
     readme = (CRDS / "README.md").read_text()
-    for path in KSERVE_CRDS.values():
+    for (api_version, kind), path in CUSTOM_CRDS.items():
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         assert re.search(rf"`{re.escape(path.name)}`.*`{digest}`", readme), (
             f"{path.name}: sha256 {digest} not in README"
         )
         crd = yaml.safe_load(path.read_text())
-        assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["group"] == "serving.kserve.io"
+        assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["names"]["kind"] == kind
+        assert f"{crd['spec']['group']}/" in api_version
     assert "578e60f1ce83dbb5e7151026a3bdc4de233947fc" in KATIB_EXPERIMENT_SCHEMA.read_text()
 
 
@@ -121,6 +123,7 @@ def test_katib_experiments_match_katibs_types():
     for options in (
         TuningOptions(name="alpr-tune", image="registry.local/alpr:test"),
         TuningOptions(name="alpr-tune-b", image="registry.local/alpr:test", algorithm="random", early_stopping=False),
+        TuningOptions(name="alpr-tune-c", image="registry.local/alpr:test", trial_workers=2, gpus=1),  # TrainJobs
     ):
         validate_katib_experiment(render_experiment(default_space(), options))
 
@@ -161,3 +164,70 @@ def test_a_bad_experiment_is_rejected(mutate, message):
     mutate(experiment)
     with pytest.raises(Exception, match=message):
         validate_katib_experiment(experiment)
+
+
+# --- Kubeflow Trainer ----------------------------------------------------------------------------------------------
+
+
+def _trainjob() -> dict:
+    """A small TrainJob of the shape a distributed Train step or Katib trial creates."""
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "alpr-train-r1", "namespace": "kubeflow", "labels": {"app.kubernetes.io/part-of": "alpr"}},
+        "spec": {
+            "runtimeRef": {"name": "torch-distributed"},
+            "trainer": {
+                "image": "registry.local/alpr-components:test",
+                "command": ["torchrun", "--max-restarts=0", "-m", "alpr.tuning.trial", "--lr=0.01"],
+                "numNodes": 2,
+                "numProcPerNode": 1,
+                "env": [{"name": "ALPR_DB_URL", "valueFrom": {"secretKeyRef": {"name": "alpr-db", "key": "url"}}}],
+                "resourcesPerNode": {"limits": {"cpu": "4", "memory": "12Gi", "nvidia.com/gpu": "1"}},
+            },
+        },
+    }
+
+
+def test_a_trainjob_matches_trainers_schema():
+    validate_custom(_trainjob())
+    minimal = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "t"},
+        "spec": {"runtimeRef": {"name": "torch-distributed"}},
+    }
+    validate_custom(minimal)
+
+
+@pytest.mark.parametrize(
+    ("where", "change", "message"),
+    [
+        (("spec", "trainer"), {"numNode": 2}, "numNode"),  # a typo Kubernetes would drop
+        (("spec",), {"runtimeRefs": {"name": "x"}}, "runtimeRefs"),
+        (("spec", "runtimeRef"), {"nam": "x"}, "nam"),
+        (("spec", "trainer"), {"numNodes": "two"}, "two"),  # wrong type
+        (("spec", "trainer", "env", 0), {"valueFrom": {"secretRef": {"name": "x"}}}, "secretRef"),
+        (("spec", "trainer", "resourcesPerNode"), {"limit": {"cpu": "1"}}, "limit"),
+    ],
+)
+def test_a_misspelled_trainjob_field_is_rejected(where, change, message):
+    obj = _trainjob()
+    target = obj
+    for key in where:
+        target = target[key]
+    target.update(change)
+    with pytest.raises(SchemaError, match=message):
+        validate_custom(obj)
+
+
+def test_a_trainjob_needs_a_runtime_and_a_dns_label_name():
+    obj = _trainjob()
+    del obj["spec"]["runtimeRef"]
+    with pytest.raises(SchemaError, match="runtimeRef"):
+        validate_custom(obj)
+    for name in ("1-starts-with-a-digit", "x" * 64):  # the CEL rules at the schema's root, checked by hand
+        obj = _trainjob()
+        obj["metadata"]["name"] = name
+        with pytest.raises(SchemaError, match="RFC 1035"):
+            validate_custom(obj)

@@ -81,7 +81,7 @@ def test_base_declares_what_the_pipeline_refers_to(rendered):
     assert read_config_file(source)["platform"] == cfg["platform"]
 
 
-def test_rbac_lets_the_pipeline_create_katib_experiments_and_inference_services(rendered):
+def test_rbac_lets_the_pipeline_create_katib_experiments_inference_services_and_trainjobs(rendered):
     _, objs = rendered
     kinds = _by_kind(objs)
     role = kinds["Role"]["alpr-pipeline"]
@@ -91,6 +91,12 @@ def test_rbac_lets_the_pipeline_create_katib_experiments_and_inference_services(
     assert {"create", "get", "watch", "patch", "delete"} <= grants[("kubeflow.org", "experiments")]
     assert {"create", "get", "patch"} <= grants[("serving.kserve.io", "inferenceservices")]
     assert "get" in grants[("serving.kserve.io", "servingruntimes")]  # Deploy checks the runtime exists
+    # distributed Train: a Kubeflow Trainer TrainJob, followed to the end, deleted when the step is cancelled, and
+    # its rank-0 pod found by label (list) for its log
+    assert {"create", "get", "list", "watch", "delete"} <= grants[("trainer.kubeflow.org", "trainjobs")]
+    assert "get" in grants[("trainer.kubeflow.org", "trainjobs/status")]
+    assert {"get", "list", "watch"} <= grants[("", "pods")] and "get" in grants[("", "pods/log")]
+    assert not {"update", "patch"} & grants[("trainer.kubeflow.org", "trainjobs")]  # creates and deletes only
     binding = kinds["RoleBinding"]["alpr-pipeline"]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "alpr-pipeline"}
     subjects = {(s["name"], s["namespace"]) for s in binding["subjects"]}

@@ -83,6 +83,8 @@ def test_train(workspace, artifacts):
         seed=0,
         plate_input_size=256,  # the two-stage design: a plate detector at 256 px, trained on 128-px crops
         plate_epochs=1,
+        train_workers=1,
+        train_gpus_per_worker=0,
         model=model,
         metrics=metrics,
         **TINY_HP,
@@ -96,6 +98,32 @@ def test_train(workspace, artifacts):
     assert Path(model.metadata["train_uri"], "config.py").is_file()
     assert list(Path(model.metadata["tensorboard_uri"]).rglob("events.out.tfevents.*"))
     assert "plate_eir" in metrics.metadata and "coco_bbox_mAP" in metrics.metadata
+
+
+def test_train_with_two_workers(workspace, artifacts, tmp_path, capfd, monkeypatch):
+    """``--train-workers 2`` here: two torchrun processes (gloo) train; the step publishes their checkpoints once."""
+    monkeypatch.setenv(RUN_NAME_ENV, f"{RUN}-ddp")  # its own work dir and storage paths, not test_train's
+    model = Model(name="model", uri=str(tmp_path / "model"))
+    metrics = Metrics(name="metrics", uri=str(tmp_path / "metrics"))
+    train.python_func(
+        dataset=artifacts["dataset"],
+        config="rtmdet_tiny_alpr.py",
+        weight_decay=0.05,
+        seed=0,
+        plate_input_size=0,
+        plate_epochs=1,
+        train_workers=2,
+        train_gpus_per_worker=0,
+        model=model,
+        metrics=metrics,
+        **TINY_HP,
+    )
+    assert "Scaling the original LR by 2.0" in "".join(capfd.readouterr())
+    assert {"epoch_1.pth", "epoch_2.pth"} <= set(model.metadata["candidates"])
+    published = Path(model.metadata["train_uri"])
+    assert "launcher = 'pytorch'" not in (published / "config.py").read_text()  # Evaluate loads it in one process
+    assert len(list(Path(model.metadata["tensorboard_uri"]).rglob("events.out.tfevents.*"))) == 1
+    assert "plate_eir" in metrics.metadata
 
 
 def test_evaluate(workspace, artifacts):
@@ -243,6 +271,8 @@ def test_a_failing_step_marks_its_run_failed(workspace, tmp_path, monkeypatch):
             seed=0,
             plate_input_size=0,
             plate_epochs=1,
+            train_workers=1,
+            train_gpus_per_worker=0,
             model=Model(name="m", uri=str(tmp_path / "m")),
             metrics=Metrics(name="x", uri=str(tmp_path / "x")),
             **TINY_HP,

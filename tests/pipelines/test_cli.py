@@ -20,7 +20,17 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in cli.COMMANDS:
         assert command.name in out
-    assert {c.name for c in cli.COMMANDS} == {"run", "compile", "tune", "serve", "predict", "deploy", "data", "db"}
+    assert {c.name for c in cli.COMMANDS} == {
+        "run",
+        "compile",
+        "tune",
+        "serve",
+        "predict",
+        "deploy",
+        "data",
+        "db",
+        "monitor",
+    }
 
 
 @pytest.mark.parametrize("command", [c.name for c in cli.COMMANDS])

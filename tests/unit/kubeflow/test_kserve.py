@@ -11,6 +11,7 @@ from alpr.defaults import DEPLOY_DEFAULTS
 from alpr.kubeflow.kserve import (
     ANNOTATION_PREFIX,
     DEPLOY_TARGETS,
+    LOGGER_MODES,
     MODEL_FORMAT,
     RUNTIME_NAME,
     DeployError,
@@ -18,6 +19,7 @@ from alpr.kubeflow.kserve import (
     build_inference_service,
     describe_error,
     format_eir,
+    logger_spec,
     model_patch,
     resolve_target,
     storage_uri,
@@ -148,6 +150,34 @@ def test_inference_service_body():
     }
     assert "containers" not in predictor and "volumes" not in predictor
     assert predictor["securityContext"]["runAsNonRoot"] is True
+    assert "logger" not in predictor  # no ALPR_MONITOR_URL: no payload logger
+
+
+def test_inference_service_logs_to_the_monitor_when_its_url_is_set(monkeypatch, outside_cluster):
+    """KServe's payload logger (spec.predictor.logger) sends every request and response to the monitor's /events,
+    with the binary data extension's header length as metadata; patches of an existing service leave it alone."""
+    url = f"http://alpr-monitor.{NS}.svc.cluster.local/events"
+    monkeypatch.setenv("ALPR_MONITOR_URL", url)
+    ds = DeploySettings(isvc_namespace=NS)
+    assert (ds.monitor_url, ds.monitor_log_mode) == (url, "all")
+    body = build_inference_service(ds, model_uri="gs://b/m", model_id=1, eir=None)
+    assert body["spec"]["predictor"]["logger"] == {
+        "mode": "all",
+        "url": url,
+        "metadataHeaders": ["Inference-Header-Content-Length"],
+    }
+    assert logger_spec(DeploySettings(monitor_url=url, monitor_log_mode="response"))["mode"] == "response"
+    assert LOGGER_MODES == ("all", "request", "response")
+    # the merge patch of an existing InferenceService changes the model only, never its logger
+    patch = model_patch(body, body)
+    assert "logger" not in patch["spec"]["predictor"]
+    monkeypatch.setenv("ALPR_MONITOR_URL", "  ")
+    assert logger_spec(DeploySettings()) is None
+    for bad in ("alpr-monitor/events", "ftp://h/events", "http:///events"):
+        with pytest.raises(ValueError, match="ALPR_MONITOR_URL"):
+            DeploySettings(monitor_url=bad)
+    with pytest.raises(ValueError):
+        DeploySettings(monitor_url=url, monitor_log_mode="everything")
     with_pvc = build_inference_service(
         DeploySettings(serving_deployment_mode=""), model_uri="/mnt/alpr/storage/runs/r/model", model_id=1, eir=None
     )

@@ -59,6 +59,7 @@ def test_every_task_carries_secrets_configmap_pvc_and_env(tmp_path):
             "ALPR_DATASET_REPO",
             "ALPR_DVC_REMOTE",
             "ALPR_DEPLOY_TARGET",
+            "ALPR_MONITOR_URL",
         }
         (pvc,) = ex["pvcMount"]
         assert pvc["constant"] == "alpr-workspace" and pvc["mountPath"] == "/mnt/alpr"

@@ -192,11 +192,15 @@ def test_lineage_both_directions(store, populate, make_images):
 
 
 def _fill_every_table(store, populate) -> dict:
-    """``populate`` plus a selection, test results, a deployment and a finished tuning study with a trial."""
+    """``populate`` plus a selection, test results, a baseline, a deployment and a finished tuning study with a
+    trial."""
     ids = populate(store)
     with store.transaction() as tx:
         tx.select_model(ids["model"], "eir", 0.5)
         tx.add_test_results(ids["model"], [{"file_name": "c.jpg", "truth": ["12A3456"], "reading": {}, "exact": True}])
+        tx.add_model_baseline(
+            ids["model"], "test", images=1, plates=1, valid_plates=1, score_edges=[0.0, 1.0], score_counts=[1]
+        )
         tx.add_deployment(
             ids["model"],
             "local",
@@ -238,6 +242,7 @@ READ_ARGS = {
     "models_of_training_version": lambda ids: ("training-a",),
     "models_of_annotation_version": lambda ids: ("annotations-v1",),
     "test_results": lambda ids: (ids["model"],),
+    "model_baseline": lambda ids: (ids["model"],),
     "deployments": lambda ids: ("local",),
     "current_deployment": lambda ids: ("local",),
     "get_tuning_study": lambda ids: ("study-1",),

@@ -33,6 +33,7 @@ def test_check_constraints_are_built_from_the_vocabularies():
     assert checks == {
         ("splits", "ck_splits_split"): "split IN ('train', 'val', 'test')",
         ("evaluations", "ck_evaluations_split"): "split IN ('train', 'val', 'test')",
+        ("model_baselines", "ck_model_baselines_split"): "split IN ('train', 'val', 'test')",
         ("deployments", "ck_deployments_action"): "action IN ('deployed', 'skipped', 'failed')",
         ("tuning_studies", "ck_tuning_studies_status"): "status IN ('running', 'succeeded', 'failed', 'timeout')",
         ("tuning_studies", "ck_tuning_studies_direction"): "direction IN ('maximize', 'minimize')",

@@ -4,9 +4,10 @@ import dataclasses
 
 import pytest
 
+from alpr.model.distributed import TrainScale
 from alpr.model.training import Hyperparameters
 from alpr.settings import Settings
-from alpr.steps.train import resolve_hyperparameters, train_step
+from alpr.steps.train import resolve_hyperparameters, train_launcher, train_step
 
 GIVEN = {
     "lr": 0.004,
@@ -64,3 +65,34 @@ def test_the_step_refuses_a_bad_override_before_any_work(tmp_path):
         )
     assert not (tmp_path / "out").exists()
     assert not any(settings.workspace.rglob("metadata.db"))  # no store opened: nothing to mark failed
+
+
+@pytest.mark.parametrize(
+    ("environ", "launcher"),
+    [
+        ({}, "local"),
+        ({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, "trainjob"),
+        ({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "ALPR_TRAIN_LAUNCHER": "local"}, "local"),
+        ({"ALPR_TRAIN_LAUNCHER": "trainjob"}, "trainjob"),
+        ({"ALPR_TRAIN_LAUNCHER": "auto"}, "local"),
+        ({"ALPR_TRAIN_LAUNCHER": ""}, "local"),
+    ],
+)
+def test_distributed_training_goes_to_a_trainjob_in_a_pod_and_to_torchrun_elsewhere(environ, launcher):
+    assert train_launcher(environ) == launcher
+
+
+def test_a_bad_launcher_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALPR_TRAIN_LAUNCHER", "slurm")
+    settings = Settings(workspace=tmp_path / "ws")
+    with pytest.raises(ValueError, match="ALPR_TRAIN_LAUNCHER='slurm': not one of auto, local, trainjob"):
+        train_step(
+            settings,
+            data_root=tmp_path / "no-dataset",
+            out_dir=tmp_path / "out",
+            run_name="r",
+            hp=GIVEN,
+            config="rtmdet_tiny_alpr.py",
+            scale=TrainScale(workers=2),
+        )
+    assert not (tmp_path / "out").exists()

@@ -6,16 +6,19 @@ here, so :func:`katib_fakes.katib_controller` plays its part through the same AP
 """
 
 import copy
+import json
 import re
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
+from k8s_tools import SchemaError, validate_custom, validate_katib_experiment
 from katib_fakes import NS, katib_controller, serve_kubernetes
 from kubernetes import client
 
 from alpr.defaults import TRAINING_DEFAULTS, TUNING_DEFAULTS
+from alpr.kubeflow.platform import CONFIG_MAP_KEYS
 from alpr.metadata import MetadataStore
 from alpr.tuning import katib, trial
 from alpr.tuning.collector import METRICS_FILTER
@@ -197,6 +200,159 @@ def test_values_unsafe_on_a_command_line_are_refused():
         katib.render_experiment(default_space(), _options(data="v1; rm -rf /"))
     with pytest.raises(ValueError, match="lr also searched"):
         katib.render_experiment(default_space(), _options(fixed={"lr": 0.1}))
+
+
+# --------------------------------------------------------------------------------------------------- TrainJob trials
+def _filled_trainjob(experiment: dict, values: dict[str, str]) -> dict:
+    """The TrainJob Katib would create for ``values`` (``{parameter name: value}``): every ``${trialParameters.x}``
+    replaced by its value, the trial's name and namespace set."""
+    refs = {p["name"]: p["reference"] for p in experiment["spec"]["trialTemplate"]["trialParameters"]}
+    text = json.dumps(experiment["spec"]["trialTemplate"]["trialSpec"])
+    job = json.loads(PLACEHOLDER.sub(lambda m: str(values[refs[m.group(1)]]), text))
+    job["metadata"] = {**job.get("metadata", {}), "name": f"{experiment['metadata']['name']}-x7k2m9qp", "namespace": NS}
+    return job
+
+
+def _gjson_matches(condition: str, obj: dict) -> bool:
+    """Katib's trial conditions of the one shape used here, ``status.conditions.#(type=="T")#|#(status=="S")#``
+    (GJSON: the conditions of type T, then those with status S): whether any condition matches."""
+    match = re.fullmatch(r'status\.conditions\.#\(type=="(\w+)"\)#\|#\(status=="(\w+)"\)#', condition)
+    assert match, f"not the expected GJSON shape: {condition}"
+    kind, status = match.groups()
+    return any(c["type"] == kind and c["status"] == status for c in obj.get("status", {}).get("conditions", []))
+
+
+def test_distributed_trials_are_trainjobs_running_the_same_trial_under_torchrun():
+    space = default_space()
+    one_pod = katib.render_experiment(space, _options(gpus=1))
+    exp = katib.render_experiment(space, _options(trial_workers=2, trial_gpus_per_worker=1))
+    validate_katib_experiment(exp)
+    template = exp["spec"]["trialTemplate"]
+    assert template["trialParameters"] == one_pod["spec"]["trialTemplate"]["trialParameters"]
+    assert template["primaryContainerName"] == "node"
+    assert template["primaryPodLabels"] == {
+        "jobset.sigs.k8s.io/replicatedjob-name": "node",
+        "batch.kubernetes.io/job-completion-index": "0",
+    }
+    job = template["trialSpec"]
+    assert (job["apiVersion"], job["kind"]) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
+    assert "name" not in job["metadata"] and "namespace" not in job["metadata"]  # Katib names it after the trial
+    trainer = job["spec"]["trainer"]
+    (container,) = one_pod["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"]
+    assert trainer["command"] == ["torchrun", "--max-restarts=0", "-m", "alpr.tuning.trial", *container["args"]]
+    assert trainer["image"] == container["image"] == "registry.local/alpr-components:test"
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 1)
+    assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == 1
+    # the backends as a one-pod trial gets them, the ConfigMap key by key (a TrainJob has no envFrom)
+    env = {e["name"]: e for e in trainer["env"]}
+    assert "envFrom" not in json.dumps(job)
+    for key in CONFIG_MAP_KEYS:
+        assert env[key]["valueFrom"] == {"configMapKeyRef": {"name": "alpr-config", "key": key, "optional": True}}
+    assert env["ALPR_DB_URL"]["valueFrom"] == {"secretKeyRef": {"name": "alpr-db", "key": "url"}}
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"]["value"] == "/var/secrets/google/key.json"
+    one_pod_env = {e["name"] for e in container["env"]}
+    assert one_pod_env <= set(env) and set(env) - one_pod_env == set(CONFIG_MAP_KEYS)
+    text = json.dumps(job)
+    assert '"gcs-key"' in text and '"git-ssh"' in text and "nvidia.com/gpu" in text and "tolerations" in text
+    # every TrainJob Katib can make from the space is valid against Trainer's CRD, and its arguments parse
+    walks = {p.name: list(p.walk()) for p in space}
+    for i in range(max(len(v) for v in walks.values())):
+        values = {name: vals[i % len(vals)] for name, vals in walks.items()}
+        filled = _filled_trainjob(exp, values)
+        validate_custom(filled)
+        args, hp = trial.parse_args(filled["spec"]["trainer"]["command"][4:])
+        assert args.data == "annotations-v1" and hp.epochs == 2
+        for name, value in values.items():
+            assert getattr(hp, name) == space.convert({name: value})[name]
+
+
+def test_a_trainjob_trials_conditions_read_trainers_conditions():
+    template = katib.render_experiment(default_space(), _options(trial_workers=3))["spec"]["trialTemplate"]
+    succeeded = {"status": {"conditions": [{"type": "Complete", "status": "True", "reason": "JobsCompleted"}]}}
+    failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "JobsFailed"}]}}
+    running = {"status": {"conditions": [{"type": "Suspended", "status": "False", "reason": "Resumed"}]}}
+    assert _gjson_matches(template["successCondition"], succeeded)
+    assert _gjson_matches(template["failureCondition"], failed)
+    for other in (failed, running):
+        assert not _gjson_matches(template["successCondition"], other)
+    for other in (succeeded, running):
+        assert not _gjson_matches(template["failureCondition"], other)
+
+
+def test_several_gpus_per_worker_make_a_trainjob_of_one_node():
+    exp = katib.render_experiment(default_space(), _options(trial_gpus_per_worker=4))
+    validate_katib_experiment(exp)
+    trainer = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (1, 4)
+    assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == 4
+    cpu_only = katib.render_experiment(default_space(), _options(trial_workers=2))["spec"]["trialTemplate"]
+    trainer = cpu_only["trialSpec"]["spec"]["trainer"]
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 1)  # one process per node on the CPU
+    assert "nvidia.com/gpu" not in json.dumps(cpu_only)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "kind", "gpus"),
+    [
+        ({}, "Job", None),  # the defaults: the one-pod Job, as committed in katib/experiment.yaml
+        ({"trial_gpus_per_worker": 1}, "Job", 1),
+        ({"gpus": 2}, "Job", 2),  # a one-pod trial with 2 GPUs (one process) stays a Job, as before
+        ({"gpus": 2, "trial_gpus_per_worker": 2}, "TrainJob", 2),
+    ],
+)
+def test_one_worker_of_at_most_one_gpu_stays_a_job(kwargs, kind, gpus):
+    exp = katib.render_experiment(default_space(), _options(**kwargs))
+    validate_katib_experiment(exp)
+    template = exp["spec"]["trialTemplate"]
+    assert template["trialSpec"]["kind"] == kind
+    if kind == "Job":
+        assert "primaryPodLabels" not in template and "successCondition" not in template
+        limits = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert limits.get("nvidia.com/gpu") == gpus
+    else:
+        assert template["trialSpec"]["spec"]["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == gpus
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"trial_workers": 0}, "trial_workers=0"),
+        ({"trial_gpus_per_worker": -1}, "trial_gpus_per_worker=-1"),
+        ({"trial_workers": True}, "trial_workers=True"),
+        ({"gpus": 1, "trial_gpus_per_worker": 2}, "set one of them"),
+        ({"name": "1st-study", "trial_workers": 2}, "must start with a letter"),
+    ],
+)
+def test_bad_trial_scales_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _options(**kwargs)
+
+
+def test_the_render_command_renders_trainjob_trials(tmp_path, capsys):
+    out = tmp_path / "e.yaml"
+    assert katib.main(["render", "-o", str(out), "--trial-workers", "2", "--trial-gpus-per-worker", "2"]) == 0
+    exp = yaml.safe_load(out.read_text())
+    validate_katib_experiment(exp)
+    trainer = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 2)
+    assert katib.main(["render", "--trial-workers", "0"]) == 2
+    assert "trial_workers=0" in capsys.readouterr().err
+
+
+def test_a_broken_trainjob_template_is_caught_by_the_checks():
+    exp = katib.render_experiment(default_space(), _options(trial_workers=2))
+    broken = copy.deepcopy(exp)
+    broken["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]["numNode"] = 2
+    with pytest.raises(SchemaError, match="numNode"):
+        validate_katib_experiment(broken)
+    broken = copy.deepcopy(exp)
+    broken["spec"]["trialTemplate"]["primaryContainerName"] = katib.PRIMARY_CONTAINER
+    with pytest.raises(AssertionError, match="trainer container"):
+        validate_katib_experiment(broken)
+    broken = copy.deepcopy(exp)
+    broken["spec"]["trialTemplate"]["successCondition"] = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
+    with pytest.raises(AssertionError, match="Succeeded"):
+        validate_katib_experiment(broken)
 
 
 # --------------------------------------------------------------------------------------------------- cluster
