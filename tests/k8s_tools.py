@@ -47,8 +47,15 @@ KSERVE_CRDS = {
 TRAINER_CRDS = {
     ("trainer.kubeflow.org/v1alpha1", "TrainJob"): CRDS / "trainer-v2.3.0/trainer.kubeflow.org_trainjobs.yaml",
 }
+#: (apiVersion, kind) -> Istio's CustomResourceDefinition (istio/istio commit 86c9f01, the documents of
+#: ``manifests/charts/base/files/crd-all.gen.yaml``, unmodified): the monitor's gateway (monitor-gateway.yaml).
+ISTIO_CRDS = {
+    ("networking.istio.io/v1beta1", "VirtualService"): CRDS / "istio-86c9f01/networking.istio.io_virtualservices.yaml",
+    ("security.istio.io/v1beta1", "AuthorizationPolicy"): CRDS
+    / "istio-86c9f01/security.istio.io_authorizationpolicies.yaml",
+}
 #: Every committed CRD, by (apiVersion, kind): what :func:`validate_custom` knows.
-CUSTOM_CRDS = {**KSERVE_CRDS, **TRAINER_CRDS}
+CUSTOM_CRDS = {**KSERVE_CRDS, **TRAINER_CRDS, **ISTIO_CRDS}
 #: The Katib Experiment's schema (hand-written from katib v0.19.0's Go types and validating webhook).
 KATIB_EXPERIMENT_SCHEMA = CRDS / "katib-v0.19.0/experiment.schema.json"
 #: Kinds that are not in the Kubernetes core schemas.
@@ -190,7 +197,15 @@ def crd_validator(api_version: str, kind: str):
     served = [v for v in crd["spec"]["versions"] if v["name"] == version and v.get("served")]
     if not served:
         raise SchemaError(f"{path.name} does not serve {api_version}")
-    schema = _strict(served[0]["schema"]["openAPIV3Schema"])
+    root = dict(served[0]["schema"]["openAPIV3Schema"])
+    # every object has apiVersion, kind and metadata, whether its CRD's schema lists them (KServe's) or not (Istio's)
+    root["properties"] = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        **root.get("properties", {}),
+    }
+    schema = _strict(root)
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema)
 

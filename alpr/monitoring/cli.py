@@ -4,10 +4,14 @@
 
     alpr monitor [--host 127.0.0.1] [--port 8090] [--sample-images 0.1] [--retention-days 30]
                  [--model-url http://127.0.0.1:8080] [--model-name alpr] [--db-url URL] [--storage-uri URI]
-                 [--max-body-bytes N] [--model-version ID] [--deploy-target TARGET] [--log-level info]
+                 [--max-body-bytes N] [--model-version ID] [--deploy-target TARGET] [--root-path PREFIX]
+                 [--log-level info]
 
 It listens on loopback unless told otherwise: on a cluster the Deployment passes ``--host 0.0.0.0`` and the
-Service (and the Kubeflow profile's authentication in front of the review page) is the only way in. The metadata
+Service (and the Kubeflow profile's authentication in front of the review page) is the only way in. Behind
+Kubeflow's Istio gateway the page is reached under a path prefix that the gateway strips (the VirtualService of
+manifests/base/monitor-gateway.yaml: ``/alpr/monitor/`` rewritten to ``/``); ``--root-path /alpr/monitor`` tells
+the app (uvicorn's ``root_path``, the ASGI scope's ``root_path``) so that the page's links keep the prefix. The metadata
 store and the blob storage default to the workspace's (:class:`alpr.settings.Settings`: ``$ALPR_DB_URL``,
 ``$ALPR_STORAGE_URI``); the schema is migrated to the newest revision at start-up (as ``alpr db init``).
 Exit status: 0 stopped, 1 the store cannot be opened, 2 bad arguments.
@@ -43,6 +47,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _root_path(text: str) -> str:
+    value = text.rstrip("/")
+    if value and (not value.startswith("/") or "?" in value or "#" in value or " " in value):
+        raise argparse.ArgumentTypeError(f'must be a URL path starting with "/" (or ""), got {text!r}')
     return value
 
 
@@ -94,6 +105,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help='the Deploy target the events come from ("local", "<namespace>/<name>"; default: from the events)',
     )
+    parser.add_argument(
+        "--root-path",
+        type=_root_path,
+        default="",
+        help='the path prefix a proxy serves the app under and strips, e.g. "/alpr/monitor" behind Kubeflow\'s '
+        "gateway; the review page's links keep it (default: none)",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser.parse_args(argv)
 
@@ -128,7 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MetadataError, ValueError) as exc:
         print(f"alpr monitor: {exc}", file=sys.stderr)
         return 1
-    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level, proxy_headers=False)
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=args.log_level,
+        proxy_headers=False,
+        root_path=args.root_path,
+    )
     return 0
 
 

@@ -337,3 +337,31 @@ def test_the_real_server_on_loopback(tmp_path, kserve, storage_root):
         proc.wait(timeout=30)
     (row,) = _rows(db_url)
     assert row["event_id"] == f"{inference.id}/0" and Path(row["image_uri"]).read_bytes() == image
+
+
+def test_cli_root_path():
+    """``--root-path``: the prefix Kubeflow's gateway serves the page under (manifests/base/monitor-gateway.yaml)."""
+    assert cli._parse_args([]).root_path == ""
+    assert cli._parse_args(["--root-path", "/alpr/monitor/"]).root_path == "/alpr/monitor"
+    for bad in ("alpr/monitor", "/alpr monitor", "/a?b"):
+        with pytest.raises(SystemExit) as caught:
+            cli._parse_args(["--root-path", bad])
+        assert caught.value.code == 2
+
+
+def test_the_review_page_under_a_root_path_links_under_it(config):
+    """Behind the gateway (prefix stripped, uvicorn's ``root_path``) every local link, form and image of the page keeps
+    the prefix, and following one reaches the app."""
+    import re
+
+    with TestClient(create_app(config), root_path="/alpr/monitor") as client:
+        try:
+            page = client.get("/")
+            assert page.status_code == 200, page.text
+            links = re.findall(r'(?:href|src|action)="(/[^"]*)"', page.text)
+            assert links, page.text
+            assert all(link.startswith("/alpr/monitor/") for link in links), links
+            readings = next(link for link in links if link.split("?")[0] == "/alpr/monitor/readings")
+            assert client.get(readings).status_code == 200
+        finally:
+            client.app.state.prediction_log.store.dispose()
