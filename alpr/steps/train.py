@@ -121,6 +121,8 @@ def train_step(
     Raises:
         ValueError: bad hyperparameters or ``$ALPR_TRAIN_LAUNCHER`` (nothing done, the run is not marked).
         FileNotFoundError, alpr.steps.lineage.LineageError: ``data_root`` is not Record's output.
+        alpr.kubeflow.trainjob.TrainJobError: a distributed training's TrainJob failed (with the operator's reason),
+            was cancelled or could not be created; RuntimeError: a local torchrun failed. Either marks the run failed.
     """
     hp = resolve_hyperparameters(hp, hp_override)
     scale = scale or TrainScale()

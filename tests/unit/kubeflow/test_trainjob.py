@@ -8,7 +8,6 @@ part by patching the stored TrainJob's status (Complete / Failed), as the contro
 
 from __future__ import annotations
 
-import _thread
 import copy
 import os
 import signal
@@ -471,6 +470,7 @@ def test_sigterm_while_following_deletes_the_trainjob_and_propagates(kube):
             core_api=kube.core,
             template=_template(),
             poll_s=0.05,
+            timeout_s=60,
             echo=lines.append,
         )
     thread.join(5)
@@ -482,14 +482,11 @@ def test_sigterm_while_following_deletes_the_trainjob_and_propagates(kube):
 def test_keyboard_interrupt_deletes_the_trainjob_and_propagates(kube):
     request = _request()
 
-    def interrupt() -> None:
-        deadline = time.monotonic() + 10
-        while request.name not in _names(kube):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        _thread.interrupt_main()
+    def interrupt(line: str) -> None:  # Ctrl-C while following: raised where the step echoes, once the job exists
+        if "kubectl" in line:
+            assert request.name in _names(kube)
+            raise KeyboardInterrupt
 
-    threading.Thread(target=interrupt, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         tj.run_trainjob(
             request,
@@ -498,7 +495,8 @@ def test_keyboard_interrupt_deletes_the_trainjob_and_propagates(kube):
             core_api=kube.core,
             template=_template(),
             poll_s=0.05,
-            echo=lambda line: None,
+            timeout_s=60,
+            echo=interrupt,
         )
     assert _names(kube) == []
 
