@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alpr.kubeflow import kube_api
 from alpr.kubeflow.platform import PlatformSettings
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,9 @@ POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespa
 #: Split whose EIR the Deploy decision compares and the annotations name (the held-out one, recorded by Test).
 DEFAULT_EIR_SPLIT = "test"
 #: HTTP statuses of the Kubernetes API worth retrying (throttled, server-side trouble).
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_STATUSES = kube_api.RETRY_STATUSES
 #: Timeout of one Kubernetes API request, in seconds.
-API_TIMEOUT_S = 30
+API_TIMEOUT_S = kube_api.API_TIMEOUT_S
 #: URI schemes of a ``storageUri`` KServe accepts (KServe v0.20.0, ``SupportedStorageURIPrefixList`` in
 #: pkg/controller/v1beta1/inferenceservice/utils/utils.go), less ``file://``: a path in the initializer's own pod.
 REMOTE_SCHEMES = frozenset({"gs", "s3", "pvc", "https", "http", "hdfs", "webhdfs", "oci", "oci+native", "hf"})
@@ -431,30 +432,9 @@ def kube_api_client(context: str = ""):
         ) from None
 
 
-def _retryable(exc: BaseException) -> bool:
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
-    if isinstance(exc, ApiException):
-        return exc.status in RETRY_STATUSES
-    return isinstance(exc, HTTPError)  # connection refused / reset, timeouts
-
-
 def _call(attempts: int, fn, *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``, retried with exponential back-off (0.5 s, 1 s, 2 s, ...; tenacity) on a
-    retryable failure, at most ``attempts`` times; the last failure is raised."""
-    from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential
-
-    for attempt in Retrying(
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential(multiplier=0.5, max=8),
-        retry=retry_if_exception(_retryable),
-        reraise=True,
-        before_sleep=before_sleep_log(log, logging.WARNING),
-    ):
-        with attempt:
-            return fn(*args, **kwargs, _request_timeout=API_TIMEOUT_S)
-    raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
+    """:func:`alpr.kubeflow.kube_api.call` with ``attempts`` first (this module's call order)."""
+    return kube_api.call(fn, *args, attempts=attempts, **kwargs)
 
 
 def apply_inference_service(body: dict[str, Any], api_client=None, *, attempts: int = 4) -> str:

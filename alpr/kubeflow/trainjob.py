@@ -52,6 +52,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from alpr.kubeflow import kube_api
 from alpr.kubeflow.platform import DEFAULT_RESOURCES, current_settings
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,9 @@ KEPT_MOUNT_ROOTS = ("/mnt/alpr", "/var/secrets")
 #: Tolerations the API server adds to every pod (DefaultTolerationSeconds); the workers get them anyway.
 DEFAULT_TOLERATION_KEYS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
 #: HTTP statuses of the Kubernetes API worth retrying (throttled, server-side trouble).
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_STATUSES = kube_api.RETRY_STATUSES
 #: Timeout of one Kubernetes API request, in seconds.
-API_TIMEOUT_S = 30
+API_TIMEOUT_S = kube_api.API_TIMEOUT_S
 #: Log lines read from a pod the first time (a TrainJob followed again after a retry may have a long log).
 FIRST_LOG_LINES = 500
 
@@ -620,30 +621,9 @@ def kube_clients(context: str = ""):
     return client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
 
 
-def _retryable(exc: BaseException) -> bool:
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
-    if isinstance(exc, ApiException):
-        return exc.status in RETRY_STATUSES
-    return isinstance(exc, (HTTPError, ConnectionError))
-
-
 def _call(fn: Callable[..., Any], *args: Any, attempts: int = 5, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` with a request timeout, retried with exponential back-off (0.5 s, 1 s, 2 s, ... at
-    most 8 s; tenacity) on a retryable failure (429, 5xx, connection errors), at most ``attempts`` times."""
-    from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential
-
-    for attempt in Retrying(
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential(multiplier=0.5, max=8),
-        retry=retry_if_exception(_retryable),
-        reraise=True,
-        before_sleep=before_sleep_log(log, logging.WARNING),
-    ):
-        with attempt:
-            return fn(*args, **kwargs, _request_timeout=API_TIMEOUT_S)
-    raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
+    """:func:`alpr.kubeflow.kube_api.call`, at most five attempts by default."""
+    return kube_api.call(fn, *args, attempts=attempts, **kwargs)
 
 
 def _conditions(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
