@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,9 +142,13 @@ class RssSampler:
         self._thread.join(timeout=5)
 
 
-def start_server(model: str, port: int, log_path: Path, workers: int) -> subprocess.Popen:
-    """Start ``python -m alpr.serving`` on ``port``; its output goes to ``log_path``."""
+def start_server(
+    model: str, port: int, log_path: Path, workers: int, extra_args: Sequence[str] = ()
+) -> subprocess.Popen:
+    """Start ``python -m alpr.serving`` on ``port`` (``extra_args`` appended to its command line, e.g.
+    ``["--log-url", URL]``); its output goes to ``log_path``."""
     cmd = [sys.executable, "-m", "alpr.serving", "--model", model, "--http-port", str(port), "--workers", str(workers)]
+    cmd += list(extra_args)
     with open(log_path, "wb") as log:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
 
@@ -193,9 +197,12 @@ class Server:
 
 
 @contextlib.contextmanager
-def served(model: str, workers: int, startup_timeout: float, log_dir: Path) -> Iterator[Server]:
-    """Start ``python -m alpr.serving`` on a free port (log in ``log_dir/server.log``), sample its RSS and wait until
-    it is ready; on exit stop the sampler, then the server (the log stays).
+def served(
+    model: str, workers: int, startup_timeout: float, log_dir: Path, extra_args: Sequence[str] = ()
+) -> Iterator[Server]:
+    """Start ``python -m alpr.serving`` on a free port (log in ``log_dir/server.log``; ``extra_args`` appended to its
+    command line), sample its RSS and wait until it is ready; on exit stop the sampler, then the server (the log
+    stays).
 
     Raises:
         RuntimeError: the server exited or was not ready within ``startup_timeout`` s (the log's tail is in the
@@ -204,7 +211,7 @@ def served(model: str, workers: int, startup_timeout: float, log_dir: Path) -> I
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = Path(log_dir) / "server.log"
-    proc = start_server(model, port, log_path, workers)
+    proc = start_server(model, port, log_path, workers, extra_args)
     sampler = RssSampler(proc.pid).start()
     try:
         try:

@@ -36,12 +36,11 @@ import contextlib
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,31 +48,9 @@ from pathlib import Path
 import numpy as np
 
 try:  # run as a script: benchmarks/ is on sys.path
-    from bench_serve import (
-        HEIGHT,
-        WIDTH,
-        RssSampler,
-        Server,
-        free_port,
-        make_jpegs,
-        percentiles,
-        served,
-        stop_server,
-        wait_ready,
-    )
+    import bench_serve
 except ImportError:  # imported as benchmarks.load_serve from the repository root
-    from benchmarks.bench_serve import (
-        HEIGHT,
-        WIDTH,
-        RssSampler,
-        Server,
-        free_port,
-        make_jpegs,
-        percentiles,
-        served,
-        stop_server,
-        wait_ready,
-    )
+    from benchmarks import bench_serve
 
 V1_PATH = "/v1/models/alpr:predict"
 V2_PATH = "/v2/models/alpr/infer"
@@ -255,7 +232,7 @@ class LogSink:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", bench_serve.free_port()), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/events"
         threading.Thread(target=self._server.serve_forever, name="log-sink", daemon=True).start()
@@ -263,39 +240,6 @@ class LogSink:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-@contextlib.contextmanager
-def served_with_log(
-    model: str, workers: int, startup_timeout: float, log_dir: Path, log_url: str | None
-) -> Iterator[Server]:
-    """``bench_serve.served`` (the same start, RSS sampling, readiness wait and stop), with ``--log-url log_url``
-    passed to the server when given.
-
-    Raises:
-        RuntimeError: the server exited or was not ready in time (the log's tail is in the message).
-    """
-    if log_url is None:
-        with served(model, workers, startup_timeout, log_dir) as server:
-            yield server
-        return
-    port = free_port()
-    log_path = Path(log_dir) / "server.log"
-    cmd = [sys.executable, "-m", "alpr.serving", "--model", model, "--http-port", str(port), "--workers", str(workers)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*cmd, "--log-url", log_url], stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1]
-        )
-    sampler = RssSampler(proc.pid).start()
-    try:
-        try:
-            startup_s = wait_ready(f"http://127.0.0.1:{port}", proc, startup_timeout)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n--- server log ---\n{log_path.read_text()[-4000:]}") from None
-        yield Server(proc, f"http://127.0.0.1:{port}", log_path, sampler, startup_s)
-    finally:
-        sampler.stop()
-        stop_server(proc)
 
 
 def payload_log_counters(base_url: str) -> dict[str, float]:
@@ -410,7 +354,7 @@ def run_load(args: argparse.Namespace) -> dict:
     """
     import httpx
 
-    jpegs = make_jpegs(args.images, args.seed, args.jpeg_quality)
+    jpegs = bench_serve.make_jpegs(args.images, args.seed, args.jpeg_quality)
     kinds = request_kinds(jpegs)
     tallies = {name: Tally() for name in kinds}
     lock = threading.Lock()
@@ -420,7 +364,7 @@ def run_load(args: argparse.Namespace) -> dict:
         "clients": args.clients,
         "duration_s": args.duration,
         "workers": args.workers,
-        "images": f"{args.images} x {WIDTH}x{HEIGHT} JPEG q{args.jpeg_quality}",
+        "images": f"{args.images} x {bench_serve.WIDTH}x{bench_serve.HEIGHT} JPEG q{args.jpeg_quality}",
         "schedule": SCHEDULE,
         "cpus": os.cpu_count(),
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
@@ -431,7 +375,9 @@ def run_load(args: argparse.Namespace) -> dict:
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="load_serve_") as tmp:
         if sink is not None:
             stack.callback(sink.close)
-        with served_with_log(args.model, args.workers, args.startup_timeout, Path(tmp), log_url) as server:
+        with bench_serve.served(
+            args.model, args.workers, args.startup_timeout, Path(tmp), ["--log-url", log_url] if log_url else []
+        ) as server:
             base_url, proc, sampler = server.base_url, server.proc, server.sampler
             result["startup_s"] = server.startup_s
             stop_sampling = threading.Event()
@@ -493,7 +439,11 @@ def run_load(args: argparse.Namespace) -> dict:
             "transport_errors": tally.transport_errors,
             "wrong": tally.wrong,
             "problems": tally.problems,
-            **{f"{k}_ms": v for k, v in percentiles(tally.latencies_ms).items() if k in ("p50", "p95", "max")},
+            **{
+                f"{k}_ms": v
+                for k, v in bench_serve.percentiles(tally.latencies_ms).items()
+                if k in ("p50", "p95", "max")
+            },
         }
     good = [t for n, t in tallies.items() if kinds[n].good]
     bad = [t for n, t in tallies.items() if not kinds[n].good]

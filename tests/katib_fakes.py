@@ -1,20 +1,19 @@
 """An in-memory Kubernetes API with Katib's CRDs, and a stand-in for Katib's controller, for the tuning tests.
 
-- :func:`serve_kubernetes`: kmock's ``KubernetesEmulator`` (PyPI ``kmock``) serving ``kubeflow.org/v1beta1``
-  ``experiments`` and ``trials`` on 127.0.0.1, in a thread with its own event loop (the kubernetes client is
-  synchronous). It stores objects and merges status patches; it runs no controller.
+- :func:`serve_kubernetes`: kmock's ``KubernetesEmulator`` (PyPI ``kmock``, :mod:`kube_emulator`) serving
+  ``kubeflow.org/v1beta1`` ``experiments`` and ``trials`` on 127.0.0.1. It stores objects and merges status patches;
+  it runs no controller.
 - :func:`katib_controller`: plays Katib's controller for one Experiment through the same API: marks it Running,
   creates three Trials (succeeded, early-stopped, failed) with their observations, then sets the final condition
   and ``currentOptimalTrial`` -- the fields :mod:`alpr.tuning.katib` reads -- or deletes the Experiment.
 """
 
-import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from types import SimpleNamespace
 
-import kmock
+import kube_emulator
 from kubernetes import client
 
 from alpr.tuning.katib import EXPERIMENT_LABEL
@@ -22,40 +21,14 @@ from alpr.tuning.space import SearchSpace
 
 NS = "kubeflow"
 GV = ("kubeflow.org", "v1beta1")
+#: Katib's custom resources, as :func:`kube_emulator.serve_kubernetes` takes them.
+KATIB_RESOURCES = {"kubeflow.org/v1beta1/experiments": "Experiment", "kubeflow.org/v1beta1/trials": "Trial"}
 
 
-@contextlib.contextmanager
-def serve_kubernetes() -> Iterator[str]:
-    """Serve the in-memory API; yield its URL (``http://127.0.0.1:PORT``)."""
-    state: dict = {}
-    ready = threading.Event()
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-
-        async def main() -> None:
-            stop = asyncio.Event()
-            async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
-                for plural, kind in (("experiments", "Experiment"), ("trials", "Trial")):
-                    emulator.resources[f"kubeflow.org/v1beta1/{plural}"] = kmock.ResourceInfo(
-                        kind=kind, namespaced=True
-                    )
-                state.update(url=str(server.url).rstrip("/"), stop=stop, loop=loop)
-                ready.set()
-                await stop.wait()
-
-        loop.run_until_complete(main())
-        loop.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    if not ready.wait(10):
-        raise RuntimeError("kmock did not start")
-    try:
-        yield state["url"]
-    finally:
-        state["loop"].call_soon_threadsafe(state["stop"].set)
-        thread.join(10)
+def serve_kubernetes() -> contextlib.AbstractContextManager[SimpleNamespace]:
+    """:func:`kube_emulator.serve_kubernetes` serving Katib's Experiments and Trials: a context manager yielding
+    ``url``, ``emulator``, ``custom`` and ``core``."""
+    return kube_emulator.serve_kubernetes(KATIB_RESOURCES)
 
 
 def _patch_status(api, plural: str, name: str, status: dict) -> None:

@@ -18,7 +18,8 @@ carries its ground-truth plates (those wholly inside the crop) as ``plates`` for
 :class:`alpr.model.plugins.PlateReadingMetric`.
 
 Plates narrower than :data:`MIN_READ_PLATE_PX` in their frame are left out: at 3 % of a 640-pixel frame a plate
-is 19 pixels wide and its characters 2 pixels, which no crop makes readable.
+is 19 pixels wide and its characters 2 pixels, which no crop makes readable; a 40-pixel plate's characters are
+3-4 pixels wide, the least from which a reading can be learnt rather than guessed.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ log = logging.getLogger(__name__)
 CONTEXT_MARGIN_X: Final = 0.7
 #: A train context crop is at least this many plate heights high.
 CONTEXT_HEIGHT_FACTOR: Final = 3.5
-#: Plates narrower than this in their frame (pixels) are not cut out (as ``PlateZoomCrop``'s ``min_plate_px``).
-MIN_READ_PLATE_PX: Final = 24.0
+#: Plates narrower than this in their frame (pixels) are not cut out. Was 24 (as ``PlateZoomCrop``'s
+#: ``min_plate_px``) until the third two-stage run (docs/detection_design.md).
+MIN_READ_PLATE_PX: Final = 40.0
 #: A clipped box must keep this share of its area to be kept (as ``PlateZoomCrop``'s ``min_visible``).
 MIN_VISIBLE: Final = 0.6
 #: JPEG quality of the stored crops (high: the frames' own compression is the degradation to learn).

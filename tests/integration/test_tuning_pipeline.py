@@ -8,6 +8,7 @@ import pytest
 import yaml
 from katib_fakes import NS, katib_controller, serve_kubernetes
 from kfp.dsl import Dataset, Metrics, Model
+from kube_emulator import write_kubeconfig
 
 from alpr.metadata import MetadataStore
 from alpr.settings import Settings
@@ -94,21 +95,8 @@ def test_train_refuses_an_override_that_is_not_hyperparameters(tmp_path, workspa
 @pytest.fixture
 def kubeconfig(tmp_path, monkeypatch):
     """A kubeconfig pointing at the in-memory Kubernetes API (as on a developer's machine with a cluster)."""
-    with serve_kubernetes() as url:
-        path = tmp_path / "kubeconfig"
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "test",
-                    "clusters": [{"name": "kmock", "cluster": {"server": url}}],
-                    "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
-                    "contexts": [{"name": "test", "context": {"cluster": "kmock", "user": "tester", "namespace": NS}}],
-                }
-            )
-        )
-        monkeypatch.setenv("KUBECONFIG", str(path))
+    with serve_kubernetes() as api:
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", api.url, NS)))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         from alpr.tuning.katib import custom_objects_api
 

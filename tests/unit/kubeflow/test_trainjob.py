@@ -169,6 +169,20 @@ def _methods(kube) -> list[str]:
     return [str(r.method.value) for r in kube.emulator]
 
 
+def _run(kube, request: tj.TrainJobRequest, **kwargs) -> tj.TrainJobOutcome:
+    """``tj.run_trainjob(request)`` against ``kube`` in ``NS`` with the step pod's template, polling every 50 ms and
+    discarding what it echoes; ``kwargs`` add to or override those."""
+    defaults = {
+        "namespace": NS,
+        "custom_api": kube.custom,
+        "core_api": kube.core,
+        "template": _template(),
+        "poll_s": 0.05,
+        "echo": lambda line: None,
+    }
+    return tj.run_trainjob(request, **{**defaults, **kwargs})
+
+
 def _controller(kube, name: str, condition: dict, *, after: float = 0.3, jobs: bool = True) -> threading.Thread:
     """Play Trainer's controller: once the TrainJob exists, report its job running, then (after ``after`` s) set
     ``condition`` -- what the controller copies from the JobSet."""
@@ -400,16 +414,7 @@ def test_create_then_complete_gives_the_outcome(kube):
     request = _request()
     controller = _controller(kube, request.name, COMPLETE)
     lines: list[str] = []
-    outcome = tj.run_trainjob(
-        request,
-        namespace=NS,
-        custom_api=kube.custom,
-        core_api=kube.core,
-        template=_template(),
-        poll_s=0.05,
-        labels={"alpr-kubeflow.github.io/run": RUN_ID},
-        echo=lines.append,
-    )
+    outcome = _run(kube, request, labels={"alpr-kubeflow.github.io/run": RUN_ID}, echo=lines.append)
     controller.join(5)
     assert (outcome.name, outcome.namespace, outcome.condition) == (request.name, NS, "Complete")
     assert (outcome.reason, outcome.message) == ("AllJobsCompleted", "jobset completed successfully")
@@ -430,15 +435,7 @@ def test_a_failed_trainjob_raises_with_the_operators_reason_and_is_kept(kube):
     request = _request()
     _controller(kube, request.name, FAILED, after=0.1)
     with pytest.raises(tj.TrainJobFailed, match="FailedJobs: jobset failed due to one or more job failures") as info:
-        tj.run_trainjob(
-            request,
-            namespace=NS,
-            custom_api=kube.custom,
-            core_api=kube.core,
-            template=_template(),
-            poll_s=0.05,
-            echo=lambda line: None,
-        )
+        _run(kube, request)
     assert (info.value.reason, info.value.message) == ("FailedJobs", "jobset failed due to one or more job failures")
     assert info.value.name == request.name and "kubectl" in str(info.value)
     assert _names(kube) == [request.name]  # kept, with its pods' logs
@@ -463,16 +460,7 @@ def test_sigterm_while_following_deletes_the_trainjob_and_propagates(kube):
     thread.start()
     lines: list[str] = []
     with pytest.raises(tj.TrainJobCancelled, match="SIGTERM"):
-        tj.run_trainjob(
-            request,
-            namespace=NS,
-            custom_api=kube.custom,
-            core_api=kube.core,
-            template=_template(),
-            poll_s=0.05,
-            timeout_s=60,
-            echo=lines.append,
-        )
+        _run(kube, request, timeout_s=60, echo=lines.append)
     thread.join(5)
     assert _names(kube) == []
     assert f"deleted TrainJob {NS}/{request.name}" in lines
@@ -488,32 +476,14 @@ def test_keyboard_interrupt_deletes_the_trainjob_and_propagates(kube):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        tj.run_trainjob(
-            request,
-            namespace=NS,
-            custom_api=kube.custom,
-            core_api=kube.core,
-            template=_template(),
-            poll_s=0.05,
-            timeout_s=60,
-            echo=interrupt,
-        )
+        _run(kube, request, timeout_s=60, echo=interrupt)
     assert _names(kube) == []
 
 
 def test_a_timeout_deletes_the_trainjob(kube):
     request = _request()
     with pytest.raises(tj.TrainJobTimeout, match="did not finish within 0.3 s"):
-        tj.run_trainjob(
-            request,
-            namespace=NS,
-            custom_api=kube.custom,
-            core_api=kube.core,
-            template=_template(),
-            poll_s=0.05,
-            timeout_s=0.3,
-            echo=lambda line: None,
-        )
+        _run(kube, request, timeout_s=0.3)
     assert _names(kube) == []
 
 
@@ -524,15 +494,7 @@ def test_an_existing_trainjob_of_an_earlier_attempt_is_followed_not_created_agai
     kube.custom.create_namespaced_custom_object(*TRAINJOBS, earlier)
     _controller(kube, request.name, COMPLETE, after=0.2)
     lines: list[str] = []
-    outcome = tj.run_trainjob(
-        request,
-        namespace=NS,
-        custom_api=kube.custom,
-        core_api=kube.core,
-        template=_template(),
-        poll_s=0.05,
-        echo=lines.append,
-    )
+    outcome = _run(kube, request, echo=lines.append)
     assert outcome.condition == "Complete"
     assert _names(kube) == [request.name]
     stored = kube.custom.get_namespaced_custom_object(*TRAINJOBS, request.name)
@@ -553,15 +515,7 @@ def test_a_foreign_trainjob_of_the_same_name_is_refused_and_left_alone(kube):
         },
     )
     with pytest.raises(tj.TrainJobError, match="not an ALPR training"):
-        tj.run_trainjob(
-            request,
-            namespace=NS,
-            custom_api=kube.custom,
-            core_api=kube.core,
-            template=_template(),
-            poll_s=0.05,
-            echo=lambda line: None,
-        )
+        _run(kube, request)
     assert _names(kube) == [request.name]
 
 
@@ -578,15 +532,7 @@ def test_a_trainjob_deleted_by_someone_else_is_an_error(kube):
 
     threading.Thread(target=delete, daemon=True).start()
     with pytest.raises(tj.TrainJobError, match="no longer exists"):
-        tj.run_trainjob(
-            request,
-            namespace=NS,
-            custom_api=kube.custom,
-            core_api=kube.core,
-            template=_template(),
-            poll_s=0.05,
-            echo=lambda line: None,
-        )
+        _run(kube, request)
 
 
 # --------------------------------------------------------------------------------------------------- logs
@@ -657,15 +603,7 @@ def test_the_rank0_pods_log_is_echoed_while_following(kube):
     threading.Thread(target=more, daemon=True).start()
     _controller(kube, request.name, COMPLETE, after=0.6)
     lines: list[str] = []
-    tj.run_trainjob(
-        request,
-        namespace=NS,
-        custom_api=kube.custom,
-        core_api=kube.core,
-        template=_template(),
-        poll_s=0.05,
-        echo=lines.append,
-    )
+    _run(kube, request, echo=lines.append)
     echoed = [line for line in lines if not line.startswith(("[", "created", "follow", "TrainJob"))]
     assert echoed == ["rank 0 starts", "epoch 1 loss 0.5", "epoch 2 loss 0.25"]
     assert f"[{request.name}] logs of rank 0: pod {request.name}-node-0-0-abcde" in lines
@@ -704,15 +642,7 @@ def test_a_refused_create_says_what_to_grant(kube):
         }
     )
     with pytest.raises(tj.TrainJobError, match="create/get/delete on trainjobs.trainer.kubeflow.org"):
-        tj.run_trainjob(
-            _request(),
-            namespace=NS,
-            custom_api=kube.custom,
-            core_api=kube.core,
-            template=_template(),
-            poll_s=0.05,
-            echo=lambda line: None,
-        )
+        _run(kube, _request())
     assert _methods(kube) == ["POST"]  # not retried, nothing to delete (kmock stores refused objects anyway)
 
 
@@ -730,14 +660,8 @@ def test_following_from_another_thread_leaves_the_signal_handlers_alone(kube):
     seen: dict = {}
 
     def follow() -> None:
-        seen["outcome"] = tj.run_trainjob(
-            request,
-            namespace=NS,
-            custom_api=kube.custom,
-            core_api=kube.core,
-            template=_template(),
-            poll_s=0.05,
-            echo=lambda line: seen.setdefault("handler", signal.getsignal(signal.SIGTERM)),
+        seen["outcome"] = _run(
+            kube, request, echo=lambda line: seen.setdefault("handler", signal.getsignal(signal.SIGTERM))
         )
 
     thread = threading.Thread(target=follow)

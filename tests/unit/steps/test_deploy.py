@@ -2,13 +2,12 @@
 and the InferenceService create / merge-patch (alpr.kubeflow.kserve) against an in-memory Kubernetes API server
 (kmock) on loopback."""
 
-import asyncio
 import copy
-import threading
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from kube_emulator import serve_kubernetes, write_kubeconfig
 
 from alpr.kubeflow import kserve
 from alpr.kubeflow.kserve import DeployError, DeploySettings
@@ -160,54 +159,23 @@ def test_latest_selected_model_is_the_default_and_bad_inputs_are_named(store, se
 
 @pytest.fixture
 def kube(tmp_path, monkeypatch):
-    """kmock's KubernetesEmulator on 127.0.0.1 (its own event loop in a thread), a kubeconfig pointing at it in
-    ``$KUBECONFIG``; yields ``emulator`` (requests and objects for assertions) and ``resource``."""
+    """kmock's KubernetesEmulator on 127.0.0.1 (:func:`kube_emulator.serve_kubernetes`), a kubeconfig pointing at it
+    in ``$KUBECONFIG``; yields ``emulator`` (requests and objects for assertions) and ``resource``."""
     import kmock
 
-    state: dict = {}
-    ready = threading.Event()
-
-    async def serve() -> None:
-        async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
-            state.update(
-                emulator=emulator,
-                url=str(server.url).rstrip("/"),
-                stop=asyncio.Event(),
-                loop=asyncio.get_running_loop(),
-            )
-            ready.set()
-            await state["stop"].wait()
-
-    thread = threading.Thread(target=lambda: asyncio.run(serve()), name="kmock", daemon=True)
-    thread.start()
-    assert ready.wait(30), "kmock did not start"
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "kmock",
-                "clusters": [{"name": "kmock", "cluster": {"server": state["url"]}}],
-                "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
-                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester", "namespace": NS}}],
-            }
+    with serve_kubernetes() as api:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url, NS)
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.delenv("ALPR_DEPLOY_TARGET", raising=False)
+        runtimes = kmock.resource(kserve.ISVC_GROUP, kserve.RUNTIME_VERSION, kserve.RUNTIME_PLURAL)
+        api.emulator.objects[runtimes, NS, "alpr"] = copy.deepcopy(RUNTIME)  # applied with the manifests / the chart
+        yield SimpleNamespace(
+            emulator=api.emulator,
+            resource=kmock.resource(kserve.ISVC_GROUP, kserve.ISVC_VERSION, kserve.ISVC_PLURAL),
+            runtimes=runtimes,
+            kubeconfig=kubeconfig,
         )
-    )
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("ALPR_DEPLOY_TARGET", raising=False)
-    emulator = state["emulator"]
-    runtimes = kmock.resource(kserve.ISVC_GROUP, kserve.RUNTIME_VERSION, kserve.RUNTIME_PLURAL)
-    emulator.objects[runtimes, NS, "alpr"] = copy.deepcopy(RUNTIME)  # applied with the manifests / the chart
-    yield SimpleNamespace(
-        emulator=emulator,
-        resource=kmock.resource(kserve.ISVC_GROUP, kserve.ISVC_VERSION, kserve.ISVC_PLURAL),
-        runtimes=runtimes,
-        kubeconfig=kubeconfig,
-    )
-    state["loop"].call_soon_threadsafe(state["stop"].set)
-    thread.join(timeout=10)
 
 
 KUBE = DeploySettings(deploy_target="kubernetes", isvc_namespace=NS, deploy_api_attempts=3)

@@ -15,7 +15,6 @@ import pytest
 import yaml
 from k8s_tools import SchemaError, validate_custom, validate_katib_experiment
 from katib_fakes import NS, katib_controller, serve_kubernetes
-from kubernetes import client
 
 from alpr.defaults import TRAINING_DEFAULTS, TUNING_DEFAULTS
 from alpr.kubeflow.platform import CONFIG_MAP_KEYS
@@ -359,12 +358,8 @@ def test_a_broken_trainjob_template_is_caught_by_the_checks():
 @pytest.fixture
 def k8s_api():
     """A ``CustomObjectsApi`` bound to kmock's in-memory Kubernetes API (see :mod:`katib_fakes`)."""
-    with serve_kubernetes() as url:
-        config = client.Configuration()
-        config.host = url
-        api_client = client.ApiClient(config)
-        yield client.CustomObjectsApi(api_client)
-        api_client.close()
+    with serve_kubernetes() as api:
+        yield api.custom
 
 
 def _get(api, name):
