@@ -93,10 +93,6 @@ ANNOTATION_PREFIX = "alpr-kubeflow.github.io"
 POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 #: Split whose EIR the Deploy decision compares and the annotations name (the held-out one, recorded by Test).
 DEFAULT_EIR_SPLIT = "test"
-#: HTTP statuses of the Kubernetes API worth retrying (throttled, server-side trouble).
-RETRY_STATUSES = kube_api.RETRY_STATUSES
-#: Timeout of one Kubernetes API request, in seconds.
-API_TIMEOUT_S = kube_api.API_TIMEOUT_S
 #: URI schemes of a ``storageUri`` KServe accepts (KServe v0.20.0, ``SupportedStorageURIPrefixList`` in
 #: pkg/controller/v1beta1/inferenceservice/utils/utils.go), less ``file://``: a path in the initializer's own pod.
 REMOTE_SCHEMES = frozenset({"gs", "s3", "pvc", "https", "http", "hdfs", "webhdfs", "oci", "oci+native", "hf"})
@@ -432,11 +428,6 @@ def kube_api_client(context: str = ""):
         ) from None
 
 
-def _call(attempts: int, fn, *args: Any, **kwargs: Any) -> Any:
-    """:func:`alpr.kubeflow.kube_api.call` with ``attempts`` first (this module's call order)."""
-    return kube_api.call(fn, *args, attempts=attempts, **kwargs)
-
-
 def apply_inference_service(body: dict[str, Any], api_client=None, *, attempts: int = 4) -> str:
     """Create the InferenceService ``body``, or point the existing one at ``body``'s model (merge patch).
 
@@ -468,7 +459,7 @@ def apply_inference_service(body: dict[str, Any], api_client=None, *, attempts: 
     where = (ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL)
     for _ in range(3):
         try:
-            existing = _call(attempts, api.get_namespaced_custom_object, *where, name)
+            existing = kube_api.call(api.get_namespaced_custom_object, *where, name, attempts=attempts)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -476,9 +467,11 @@ def apply_inference_service(body: dict[str, Any], api_client=None, *, attempts: 
         try:
             if existing is None:
                 _check_runtime(api, namespace, runtime, attempts)
-                _call(attempts, api.create_namespaced_custom_object, *where, body)
+                kube_api.call(api.create_namespaced_custom_object, *where, body, attempts=attempts)
                 return "created"
-            _call(attempts, api.patch_namespaced_custom_object, *where, name, model_patch(existing, body))
+            kube_api.call(
+                api.patch_namespaced_custom_object, *where, name, model_patch(existing, body), attempts=attempts
+            )
             return "patched"
         except ApiException as exc:
             if exc.status != 409:
@@ -493,8 +486,14 @@ def _check_runtime(api, namespace: str, runtime: str, attempts: int) -> None:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        _call(
-            attempts, api.get_namespaced_custom_object, ISVC_GROUP, RUNTIME_VERSION, namespace, RUNTIME_PLURAL, runtime
+        kube_api.call(
+            api.get_namespaced_custom_object,
+            ISVC_GROUP,
+            RUNTIME_VERSION,
+            namespace,
+            RUNTIME_PLURAL,
+            runtime,
+            attempts=attempts,
         )
     except ApiException as exc:
         if exc.status == 404:

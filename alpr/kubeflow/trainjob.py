@@ -116,10 +116,6 @@ KEPT_ENV_NAMES = frozenset({"GOOGLE_APPLICATION_CREDENTIALS", "GIT_SSH_COMMAND"}
 KEPT_MOUNT_ROOTS = ("/mnt/alpr", "/var/secrets")
 #: Tolerations the API server adds to every pod (DefaultTolerationSeconds); the workers get them anyway.
 DEFAULT_TOLERATION_KEYS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
-#: HTTP statuses of the Kubernetes API worth retrying (throttled, server-side trouble).
-RETRY_STATUSES = kube_api.RETRY_STATUSES
-#: Timeout of one Kubernetes API request, in seconds.
-API_TIMEOUT_S = kube_api.API_TIMEOUT_S
 #: Log lines read from a pod the first time (a TrainJob followed again after a retry may have a long log).
 FIRST_LOG_LINES = 500
 
