@@ -113,7 +113,7 @@ def _measure(config: Path, checkpoint: Path, jsons: list[Path], size: int) -> di
     from alpr.data.labelme import load_labelme
     from alpr.model.breakdown import BreakdownMetrics
     from alpr.model.checkpoints import load_saved_config, trusted_checkpoint_loading
-    from alpr.model.inference import inference_pipeline
+    from alpr.model.torch_detector import inference_pipeline
 
     torch.set_num_threads(2)
     with trusted_checkpoint_loading():

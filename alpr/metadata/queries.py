@@ -240,7 +240,8 @@ def get_model(conn: Connection, model_id: int) -> dict | None:
 
     Returns:
         the ``models`` columns (``id, uri, training_version_id, run_id, config_uri, config_hash, checkpoint,
-        epoch, hyperparameters, selected, selection_metric, selection_value, selected_at, created_at``) plus
+        epoch, hyperparameters, selected, selection_metric, selection_value, selected_at, created_at,
+        onnx_sha256``) plus
         ``"training_version"`` and ``"run"`` (names; ``run`` None when the model has no run).
     """
     return fetch_one(conn, _model_select().where(schema.models.c.id == model_id))

@@ -219,6 +219,7 @@ models = sa.Table(
     sa.Column("selection_value", sa.Double, nullable=True),
     sa.Column("selected_at", UTCDateTime, nullable=True),
     _created(),
+    sa.Column("onnx_sha256", sa.String(64), nullable=True),  # revision 0004: the selected model's ONNX export
     **_MYSQL,
 )
 

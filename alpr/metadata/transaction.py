@@ -355,6 +355,22 @@ class MetadataTx(queries.Reads):
         conn.execute(sa.update(models).where(models.c.id == model_id).values(**row))
         return model_id
 
+    def set_model_export(self, model_id: int, onnx_sha256: str) -> int:
+        """Record the SHA-256 of model ``model_id``'s ONNX export (``models.onnx_sha256``); return ``model_id``.
+
+        Raises:
+            NotFound: no model ``model_id``.
+            ValueError: ``onnx_sha256`` is not 64 lower-case hex digits.
+        """
+        conn = self.connection
+        if not (
+            isinstance(onnx_sha256, str) and len(onnx_sha256) == 64 and set(onnx_sha256) <= set("0123456789abcdef")
+        ):
+            raise ValueError(f"onnx_sha256 must be 64 lower-case hex digits, got {onnx_sha256!r}")
+        model_id = require_model(conn, model_id)
+        conn.execute(sa.update(models).where(models.c.id == model_id).values(onnx_sha256=onnx_sha256))
+        return model_id
+
     def add_evaluation(self, model_id: int, split: str, metrics: Mapping[str, float], run: str | None = None) -> int:
         """Record an evaluation of model ``model_id`` on ``split``; return its id.
 

@@ -19,7 +19,7 @@ from alpr.model.checkpoints import load_saved_config, trusted_checkpoint_loading
 from alpr.model.detection_map import detection_map
 from alpr.model.inference import METADATA_FILE, Detections, PlateReader
 from alpr.model.metrics import METRIC_KEYS, PlateMetrics, plate_metrics, short_metrics
-from alpr.model.reading import read_arrays
+from alpr.model.reading import MIN_REPORTED_CHARACTERS, read_arrays
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,15 @@ def sweep_reading_thresholds(
     for plate_thr, char_thr in itertools.product(grid["plate_score_thr"], grid["char_score_thr"]):
         acc = PlateMetrics()
         for (bboxes, labels, scores), truth in zip(detections, truths, strict=True):
-            acc.add(truth, read_arrays(bboxes, labels, scores, plate_score_thr=plate_thr, char_score_thr=char_thr))
+            reading = read_arrays(
+                bboxes,
+                labels,
+                scores,
+                plate_score_thr=plate_thr,
+                char_score_thr=char_thr,
+                min_characters=MIN_REPORTED_CHARACTERS,
+            )
+            acc.add(truth, reading)
         res = acc.result()
         table.append(
             {

@@ -5,9 +5,12 @@ A *model directory* (what Evaluate selects and publishes to storage) holds::
     config.py        the merged mmdetection config the model was trained with
     model.pth        the selected checkpoint
     model.json       metadata: classes, input size, reading thresholds, metrics, lineage
-    plate_detector/  optional first stage: config.py + model.pth of a plate detector (two-stage design)
+    model.onnx       optional: the network exported for ONNX Runtime (:mod:`alpr.model.onnx_detector`), recorded
+                     in model.json under ``onnx``
+    plate_detector/  optional first stage: config.py + model.pth (+ model.onnx) of a plate detector (two-stage design)
 
-:class:`PlateReader` loads it once and reads images (BGR or RGB arrays, or files).
+:class:`PlateReader` loads it once and reads images (BGR or RGB arrays, or files), with ONNX Runtime when the
+directory has an export, else with PyTorch.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from alpr import spec, storage
-from alpr.defaults import TRAINING_DEFAULTS
 from alpr.metadata import MetadataStore
-from alpr.model.checkpoints import load_saved_config, trusted_checkpoint_loading
+from alpr.model.checkpoints import trusted_checkpoint_loading
 from alpr.model.crops import ZOOM_GEOMETRY, CropGeometry, zoom_crop
 from alpr.model.crops import geometry as crop_geometry
-from alpr.model.reading import read_arrays
+from alpr.model.onnx_detector import ONNX_FILE, OnnxDetector, OnnxRecord, export
+from alpr.model.reading import MIN_REPORTED_CHARACTERS, read_arrays
+from alpr.model.torch_detector import TorchDetector
 from alpr.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -34,8 +38,9 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.py"
 CHECKPOINT_FILE = "model.pth"
 METADATA_FILE = "model.json"
-#: Default reading thresholds (plate and character scores), overridable per model in model.json.
-DEFAULT_THRESHOLDS = {"plate_score_thr": 0.3, "char_score_thr": 0.3}
+#: Default reading thresholds (plate and character scores, overridable per model in model.json) and the fewest
+#: characters a reported plate holds (:data:`alpr.model.reading.MIN_REPORTED_CHARACTERS`).
+DEFAULT_THRESHOLDS = {"plate_score_thr": 0.3, "char_score_thr": 0.3, "min_characters": MIN_REPORTED_CHARACTERS}
 #: Plates narrower than this at the detector's input (pixels) are read again from a zoomed crop (0: never);
 #: overridable per model in model.json (``zoom_below_px``), chosen on val by Evaluate.
 DEFAULT_ZOOM_BELOW_PX = 0
@@ -46,6 +51,11 @@ DEFAULT_ZOOM_INPUT_PX = 0
 #: :data:`alpr.spec.PLATE_LABELS`) that finds plates in the whole frame at its own, larger input; every plate it finds
 #: is then read from a zoomed crop by the model directory's own detector (docs/detection_design.md).
 PLATE_DETECTOR_DIR = "plate_detector"
+#: ``model.json``'s record of the ONNX export: ``{"reader": OnnxRecord, "plate_detector": OnnxRecord}`` (the second
+#: for two-stage models only; :class:`alpr.model.onnx_detector.OnnxRecord`).
+ONNX_KEY = "onnx"
+#: :class:`PlateReader`'s back ends: ``auto`` takes ONNX Runtime when the model has an export, else PyTorch.
+BACKENDS = ("auto", "onnx", "pytorch")
 
 
 class ModelError(RuntimeError):
@@ -86,17 +96,29 @@ def fetch_model(uri: str, cache_dir: Path) -> Path:
 
 
 class PlateReader:
-    """An mmdetection detector plus the plate reader of PLATE_SPEC.md.
+    """An mmdetection detector plus the plate reader of PLATE_SPEC.md, on one of two back ends.
+
+    The **ONNX Runtime** back end reads the model directory's exported networks (``model.onnx``, and
+    ``plate_detector/model.onnx`` for the two-stage design; :mod:`alpr.model.onnx_detector`) and the ``onnx`` record
+    of ``model.json``: data files only, no code from the model directory runs, and neither torch nor mmdetection is
+    imported. The **PyTorch** back end loads ``config.py`` + ``model.pth`` with mmdetection
+    (:class:`alpr.model.torch_detector.TorchDetector`), which executes ``config.py``. Everything after the networks
+    (zoomed crops, merging, reading rules) is shared.
 
     Args:
         model_dir: local model directory (see module docstring).
-        device: torch device string (``"cpu"``, ``"cuda:0"``).
+        device: torch device string (``"cpu"``, ``"cuda:0"``) of the PyTorch back end.
         plate_score_thr, char_score_thr: override the model's reading thresholds.
         zoom_below_px: override the model's zoom setting (see :meth:`detect`); 0 turns zooming off.
         zoom_input_px: override the detector input used for zoomed crops (0: the model's input size).
+        backend: ``"auto"`` (ONNX Runtime when ``model.json`` records an export, else PyTorch), ``"onnx"`` or
+            ``"pytorch"`` (:data:`BACKENDS`).
+        threads: ONNX Runtime intra-op threads (0: one per core).
 
     Raises:
-        ModelError: files missing or the checkpoint does not load.
+        ModelError: files missing, the checkpoint does not load, ``backend="onnx"`` on a model without an export, or
+            an exported file whose SHA-256 differs from ``model.json``'s.
+        ValueError: ``backend`` is not one of :data:`BACKENDS`.
     """
 
     def __init__(
@@ -108,11 +130,11 @@ class PlateReader:
         char_score_thr: float | None = None,
         zoom_below_px: int | None = None,
         zoom_input_px: int | None = None,
+        backend: str = "auto",
+        threads: int = 0,
     ) -> None:
-        from mmdet.apis import init_detector
-
-        import alpr.model.plugins  # noqa: F401  (mmdet-dependent: registers PlateReadingMetric named by the config)
-
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.model_dir = Path(model_dir)
         meta_path = self.model_dir / METADATA_FILE
         self.metadata = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -128,100 +150,93 @@ class PlateReader:
         self.zoom_input_px = int(
             self.metadata.get("zoom_input_px", DEFAULT_ZOOM_INPUT_PX) if zoom_input_px is None else zoom_input_px
         )
-        self._pipelines: dict[int, object] = {}
-        #: Pad images to a multiple of 32 instead of the square training input (see :meth:`_pipeline`).
+        #: Pad images to a multiple of 32 instead of the square training input (see :func:`alpr.model.torch_detector.inference_pipeline`).
         self.pad_to_stride = bool(self.metadata.get("pad_to_stride", True))
-        try:
-            self.model = init_detector(
-                load_saved_config(self.model_dir / CONFIG_FILE), str(self.model_dir / CHECKPOINT_FILE), device=device
-            )
-        except FileNotFoundError as exc:
-            raise ModelError(f"model {self.model_dir}: {exc}") from exc
-        _check_classes(self.model, spec.CLASSES, self.model_dir)
-        #: The first stage (:data:`PLATE_DETECTOR_DIR`), or None for the one-detector design.
-        self.plate_model = None
-        plate_dir = self.model_dir / PLATE_DETECTOR_DIR
-        if (plate_dir / CONFIG_FILE).is_file():
-            try:
-                self.plate_model = init_detector(
-                    load_saved_config(plate_dir / CONFIG_FILE), str(plate_dir / CHECKPOINT_FILE), device=device
-                )
-            except FileNotFoundError as exc:
-                raise ModelError(f"model {self.model_dir}: plate detector: {exc}") from exc
-            _check_classes(self.plate_model, spec.PLATE_LABELS, plate_dir)
+        exported = self.metadata.get(ONNX_KEY)
+        if backend == "onnx" and not exported:
+            raise ModelError(f"model {self.model_dir}: no ONNX export in {METADATA_FILE} (Evaluate writes one)")
+        #: ``"onnx"`` or ``"pytorch"``: the back end in use.
+        self.backend = "onnx" if exported and backend != "pytorch" else "pytorch"
+        if self.backend == "onnx":
+            self._load_onnx(exported, threads)
+        else:
+            self._load_torch(device)
         #: Read a frame's zoomed crops through the network as one batch (:meth:`_run`).
         self.batch_crops = True
+
+    def _load_torch(self, device: str) -> None:
+        def load(where: Path, classes: tuple[str, ...], what: str):
+            try:
+                det = TorchDetector(
+                    where / CONFIG_FILE, where / CHECKPOINT_FILE, device, pad_to_stride=self.pad_to_stride
+                )
+            except FileNotFoundError as exc:
+                raise ModelError(f"model {self.model_dir}: {what}{exc}") from exc
+            _check_classes(det.classes or classes, classes, where)
+            return det
+
+        self.detector = load(self.model_dir, spec.CLASSES, "")
+        #: The first stage (:data:`PLATE_DETECTOR_DIR`), or None for the one-detector design.
+        self.plate_detector = None
+        plate_dir = self.model_dir / PLATE_DETECTOR_DIR
+        if (plate_dir / CONFIG_FILE).is_file():
+            self.plate_detector = load(plate_dir, spec.PLATE_LABELS, "plate detector: ")
         #: The geometry of the crops the reader reads (:func:`trained_crop_geometry`).
-        self.crop_geometry = trained_crop_geometry(self.model.cfg)
+        self.crop_geometry = trained_crop_geometry(self.detector.cfg)
+
+    def _load_onnx(self, exported: dict, threads: int) -> None:
+        def load(where: Path, entry: dict | None, classes: tuple[str, ...], what: str):
+            if not isinstance(entry, dict):
+                raise ModelError(f"model {self.model_dir}: {METADATA_FILE} {ONNX_KEY}.{what} is missing")
+            try:
+                record = OnnxRecord.from_json(entry, f"{self.model_dir / METADATA_FILE} ({ONNX_KEY}.{what})")
+                det = OnnxDetector(where, record, pad_to_stride=self.pad_to_stride, threads=threads)
+            except (FileNotFoundError, ValueError) as exc:
+                raise ModelError(f"model {self.model_dir}: {exc}") from exc
+            if record.num_classes != len(classes):
+                raise ModelError(
+                    f"model {where}: the ONNX network has {record.num_classes} classes, expected {classes}"
+                )
+            return det
+
+        self.detector = load(self.model_dir, exported.get("reader"), spec.CLASSES, "reader")
+        self.plate_detector = None
+        if "plate_detector" in exported:
+            self.plate_detector = load(
+                self.model_dir / PLATE_DETECTOR_DIR, exported["plate_detector"], spec.PLATE_LABELS, "plate_detector"
+            )
+        self.crop_geometry = (
+            crop_geometry(self.detector.record.crop_geometry) if self.detector.record.crop_geometry else ZOOM_GEOMETRY
+        )
 
     @property
     def input_size(self) -> int:
         """The detector's input (long side after the test pipeline's ``Resize``), pixels."""
-        return _input_size(self.model)
+        return self.detector.input_size
 
     @property
     def plate_input_size(self) -> int | None:
         """The plate detector's input (long side), pixels; None without a plate detector."""
-        return None if self.plate_model is None else _input_size(self.plate_model)
+        return None if self.plate_detector is None else self.plate_detector.input_size
 
     @property
     def two_stage(self) -> bool:
         """Whether plates are found by a separate plate detector and all read from zoomed crops."""
-        return self.plate_model is not None
+        return self.plate_detector is not None
 
-    def _pipeline(self, size: int, model=None):
-        """The test pipeline of ``model`` (default: the reader) at input ``size`` (:func:`inference_pipeline`),
-        built once per model and size."""
-        model = self.model if model is None else model
-        key = (id(model), size)
-        if key not in self._pipelines:
-            self._pipelines[key] = inference_pipeline(model, size, pad_to_stride=self.pad_to_stride)
-        return self._pipelines[key]
-
-    def _run(
-        self, images_bgr: Sequence[np.ndarray], size: int = 0, model=None, *, batched: bool = False
-    ) -> list[Detections]:
-        """Run ``model`` (default: the reader) on ``images_bgr``; per image ``(bboxes, labels, scores)``.
-
-        ``batched`` runs the images through the network as one batch (the data preprocessor pads them to the
-        largest, a multiple of 32, at the bottom and right; boxes are mapped back per image), else one at a time as
-        ``mmdet.apis.inference_detector`` does. The zoomed crops of one frame are all about the same size, so a
-        batch costs little padding and saves the per-call overhead of the network.
-        """
-        from mmdet.apis import inference_detector
-
+    def _run(self, images_bgr: Sequence[np.ndarray], size: int = 0, detector=None, *, batched: bool = False):
+        """Run ``detector`` (default: the reader) on ``images_bgr``; per image ``(bboxes, labels, scores)``
+        (``TorchDetector.run`` / ``OnnxDetector.run``)."""
         if not images_bgr:
             return []
-        model = self.model if model is None else model
-        if batched and len(images_bgr) > 1:
-            import torch
-
-            pipeline = self._pipeline(size, model)
-            data = [pipeline({"img": img, "img_id": 0}) for img in images_bgr]
-            with torch.no_grad():
-                results = model.test_step(
-                    {"inputs": [d["inputs"] for d in data], "data_samples": [d["data_samples"] for d in data]}
-                )
-        else:
-            results = inference_detector(model, list(images_bgr), test_pipeline=self._pipeline(size, model))
-        out = []
-        for res in results:
-            pred = res.pred_instances
-            out.append(
-                (
-                    pred.bboxes.cpu().numpy().reshape(-1, 4).astype(np.float64),
-                    pred.labels.cpu().numpy(),
-                    pred.scores.cpu().numpy().astype(np.float64),
-                )
-            )
-        return out
+        return (self.detector if detector is None else detector).run(list(images_bgr), size, batched=batched)
 
     def _find_plates(self, images_bgr: Sequence[np.ndarray]) -> list[Detections]:
         """The plate detector's plates (:func:`suppress_overlapping_plates` applied), labels mapped to
         :data:`alpr.spec.CLASSES` indices."""
         plate_ids = np.array([spec.class_id(label) for label in spec.PLATE_LABELS])
         out = []
-        for boxes, labels, scores in self._run(images_bgr, 0, self.plate_model):
+        for boxes, labels, scores in self._run(images_bgr, 0, self.plate_detector):
             keep = suppress_overlapping_plates(boxes, scores)
             out.append((boxes[keep], plate_ids[labels[keep].astype(int)], scores[keep]))
         return out
@@ -362,7 +377,8 @@ Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def model_thresholds(metadata: dict) -> dict[str, float]:
     """The reading thresholds of a model directory: those its ``model.json`` (``metadata``) chose on val over
-    :data:`DEFAULT_THRESHOLDS` (``plate_score_thr``, ``char_score_thr``)."""
+    :data:`DEFAULT_THRESHOLDS` (``plate_score_thr``, ``char_score_thr``, ``min_characters``): keyword arguments of
+    :func:`alpr.model.reading.read_arrays`."""
     return {**DEFAULT_THRESHOLDS, **metadata.get("thresholds", {})}
 
 
@@ -403,46 +419,9 @@ def suppress_overlapping_plates(boxes: np.ndarray, scores: np.ndarray) -> np.nda
     return np.array(kept, dtype=np.int64)
 
 
-def inference_pipeline(model, size: int = 0, *, pad_to_stride: bool = True):
-    """The test pipeline of an mmdetection ``model`` for in-memory images (``mmdet.LoadImageFromNDArray``).
-
-    Args:
-        model: a detector from ``mmdet.apis.init_detector``.
-        size: input long side in pixels (``Resize`` scale); 0 keeps the config's.
-        pad_to_stride: pad to a multiple of the largest stride (32) instead of the config's square: a 16:9 frame at
-            320 costs 320 x 192 instead of 320 x 320 (the network is fully convolutional).
-
-    Returns:
-        an ``mmcv.transforms.Compose`` for ``inference_detector(..., test_pipeline=...)``.
-    """
-    import copy
-
-    from mmcv.transforms import Compose
-    from mmdet.utils import get_test_pipeline_cfg
-
-    steps = copy.deepcopy(get_test_pipeline_cfg(model.cfg))
-    steps[0].type = "mmdet.LoadImageFromNDArray"
-    for step in steps:
-        if step.get("type") == "Resize" and size:
-            step["scale"] = (size, size)
-        elif step.get("type") == "Pad" and pad_to_stride:
-            step.pop("size", None)
-            step["size_divisor"] = 32
-    return Compose(steps)
-
-
-def _input_size(model) -> int:
-    """A detector's input (long side after its test pipeline's ``Resize``), pixels."""
-    for step in model.cfg.test_dataloader.dataset.pipeline:
-        if step.get("type") == "Resize":
-            return int(max(step["scale"]))
-    return TRAINING_DEFAULTS.input_size
-
-
-def _check_classes(model, expected: tuple[str, ...], where: Path) -> None:
-    """Raise ModelError unless ``model`` predicts ``expected`` (its checkpoint's ``dataset_meta`` classes)."""
-    classes = tuple(model.dataset_meta.get("classes", expected)) if model.dataset_meta else expected
-    if classes != expected:
+def _check_classes(classes: tuple[str, ...], expected: tuple[str, ...], where: Path) -> None:
+    """Raise ModelError unless a checkpoint's ``classes`` (its ``dataset_meta``) are ``expected``."""
+    if tuple(classes) != expected:
         raise ModelError(f"model {where} predicts classes {classes}, expected {expected}")
 
 
@@ -454,11 +433,17 @@ def trained_crop_geometry(cfg) -> CropGeometry:
     Raises:
         ValueError: the config names an unknown geometry.
     """
+    return crop_geometry(trained_crop_geometry_name(cfg))
+
+
+def trained_crop_geometry_name(cfg) -> str:
+    """The name (:data:`alpr.model.crops.GEOMETRIES`) of :func:`trained_crop_geometry`: the ``geometry`` of the
+    training pipeline's ``PlateZoomCrop`` step, else ``"zoom"``."""
     pipeline = cfg.get("train_dataloader", {}).get("dataset", {}).get("pipeline", []) if cfg else []
     for step in pipeline:
         if step.get("type") == "PlateZoomCrop":
-            return crop_geometry(step.get("geometry", "zoom"))
-    return ZOOM_GEOMETRY
+            return str(step.get("geometry", "zoom"))
+    return "zoom"
 
 
 def zoom_regions(
@@ -564,10 +549,49 @@ def write_model_dir(
         _save_weights(plate_detector[1], plate_dir / CHECKPOINT_FILE, spec.PLATE_LABELS)
     elif plate_dir.exists():
         shutil.rmtree(plate_dir)
+    (out_dir / ONNX_FILE).unlink(missing_ok=True)  # an earlier export; export_onnx writes a new one
     meta = {"classes": list(spec.CLASSES), "thresholds": dict(DEFAULT_THRESHOLDS), **metadata}
     meta["two_stage"] = plate_detector is not None
     (out_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     return out_dir
+
+
+def export_onnx(model_dir: Path) -> dict[str, dict]:
+    """Export a model directory's networks for the ONNX Runtime back end of :class:`PlateReader`.
+
+    Writes ``model.onnx`` beside ``model.pth`` (and in :data:`PLATE_DETECTOR_DIR` for a two-stage model) with
+    :func:`alpr.model.onnx_detector.export` at each network's own input size, and records them in ``model.json``
+    under :data:`ONNX_KEY` (opset, input and output names, SHA-256, the test settings the decoding needs, the
+    reader's crop geometry). Loads the PyTorch model, so it executes ``config.py``: only for model directories
+    this project wrote (Evaluate calls it on the selected model).
+
+    Returns:
+        The record written: ``{"reader": {...}, "plate_detector": {...}}`` (the second for two-stage models only).
+
+    Raises:
+        ModelError: the directory lacks ``config.py``, ``model.pth`` or ``model.json``.
+    """
+    model_dir = Path(model_dir)
+    meta_path = model_dir / METADATA_FILE
+    if not meta_path.is_file():
+        raise ModelError(f"model {model_dir}: no {METADATA_FILE}")
+    meta = json.loads(meta_path.read_text())
+    record: dict[str, dict] = {}
+    stages = [("reader", model_dir)]
+    if (model_dir / PLATE_DETECTOR_DIR / CONFIG_FILE).is_file():
+        stages.append(("plate_detector", model_dir / PLATE_DETECTOR_DIR))
+    for name, where in stages:
+        try:
+            det = TorchDetector(where / CONFIG_FILE, where / CHECKPOINT_FILE)
+        except FileNotFoundError as exc:
+            raise ModelError(f"model {model_dir}: {exc}") from exc
+        geometry = trained_crop_geometry_name(det.cfg) if name == "reader" else ""
+        rec = export(det.model, where / ONNX_FILE, input_size=det.input_size, crop_geometry=geometry)
+        record[name] = rec.to_json()
+        log.info("exported %s to %s (opset %d, sha256 %s)", name, where / ONNX_FILE, rec.opset, rec.sha256[:12])
+    meta[ONNX_KEY] = record
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    return record
 
 
 def _save_weights(checkpoint: Path, dest: Path, classes: tuple[str, ...]) -> None:

@@ -28,7 +28,7 @@ from alpr import spec
 from alpr.model.crops import geometry as crop_geometry
 from alpr.model.crops import zoom_crop
 from alpr.model.metrics import PlateMetrics
-from alpr.model.reading import read_arrays
+from alpr.model.reading import MIN_REPORTED_CHARACTERS, read_arrays
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -44,6 +44,8 @@ class PlateReadingMetric(BaseMetric):
             (``box`` xyxy pixels, ``text``).
         plate_score_thr: minimum plate score kept by the reader.
         char_score_thr: minimum character score kept by the reader.
+            Plates with no character read are left out, as a served model leaves them out
+            (:data:`alpr.model.reading.MIN_REPORTED_CHARACTERS`).
         prefix: metric name prefix (results are ``plate/eir``, ``plate/plate_precision``, ``plate/char_accuracy``).
 
     The detector's boxes must be in original-image pixels (mmdetection's default ``rescale=True`` at test time).
@@ -76,6 +78,7 @@ class PlateReadingMetric(BaseMetric):
                 _to_numpy(pred["scores"]),
                 plate_score_thr=self.plate_score_thr,
                 char_score_thr=self.char_score_thr,
+                min_characters=MIN_REPORTED_CHARACTERS,
             )
             self.results.append((self.truth.get(sample["img_id"], []), reading))
 

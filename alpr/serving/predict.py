@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from alpr import logs
-from alpr.model.inference import ModelError, PlateReader, fetch_model, resolve_model_uri
+from alpr.model.inference import BACKENDS, ModelError, PlateReader, fetch_model, resolve_model_uri
 from alpr.settings import load_settings
 
 #: File suffixes read from a directory argument.
@@ -27,7 +27,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", required=True, help="model directory, storage URI (gs://…) or 'latest'")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR", help="image files or folders of images")
     p.add_argument("--out", type=Path, help="write the JSON here instead of standard output")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--device", default="cpu", help="torch device of the PyTorch back end (default: cpu)")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto (default): ONNX Runtime when the model has model.onnx, else PyTorch; onnx or pytorch force one",
+    )
     p.add_argument("--batch-size", type=int, default=4)
     return p.parse_args(argv)
 
@@ -49,8 +55,12 @@ def collect_images(inputs: list[Path]) -> list[Path]:
     return out
 
 
-def predict(model_uri: str, inputs: list[Path], *, device: str = "cpu", batch_size: int = 4) -> dict[str, dict]:
+def predict(
+    model_uri: str, inputs: list[Path], *, device: str = "cpu", batch_size: int = 4, backend: str = "auto"
+) -> dict[str, dict]:
     """Read every image of ``inputs`` with the model at ``model_uri``; return file name → reading.
+
+    ``backend`` is :class:`~alpr.model.inference.PlateReader`'s (:data:`~alpr.model.inference.BACKENDS`).
 
     Raises:
         ModelError: the model cannot be found or loaded.
@@ -69,7 +79,7 @@ def predict(model_uri: str, inputs: list[Path], *, device: str = "cpu", batch_si
     except FileNotFoundError as exc:  # nothing at the URI: a model error (exit 1), not a bad image argument (exit 2)
         raise ModelError(f"model {uri}: {exc}") from exc
     with contextlib.redirect_stdout(sys.stderr):  # mmengine prints its checkpoint loading; stdout is the JSON's
-        reader = PlateReader(model_dir, device=device)
+        reader = PlateReader(model_dir, device=device, backend=backend)
     readings = reader.read_files(images, batch_size=batch_size)
     return dict(zip(names, readings))
 
@@ -80,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(logging.WARNING)
 
     try:
-        result = predict(args.model, args.inputs, device=args.device, batch_size=args.batch_size)
+        result = predict(args.model, args.inputs, device=args.device, batch_size=args.batch_size, backend=args.backend)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -67,7 +67,7 @@ Note: ``import kserve`` parses ``sys.argv`` with kserve's own lenient parser (``
 allowed) and reads ``--configure_logging`` / ``--log_config_file`` / the predictor options from there. The
 project's options do not collide with it: ``--model`` is read there as an abbreviation of ``--model_name`` and
 then ignored (this CLI parses the command line again, without abbreviations); ``--model_dir``, ``--http-port``,
-``--max-instances``, ``--max-megapixels`` and ``--device`` are unknown to it and skipped.
+``--max-instances``, ``--max-megapixels``, ``--device`` and ``--backend`` are unknown to it and skipped.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 
 from alpr import logs
-from alpr.model.inference import ModelError, PlateReader, fetch_model, resolve_model_uri
+from alpr.model.inference import BACKENDS, ModelError, PlateReader, fetch_model, resolve_model_uri
 from alpr.serving import eventlog
 from alpr.serving.codec import (
     DEFAULT_MAX_IMAGE_BYTES,
@@ -162,7 +162,9 @@ class ALPRModel(kserve.Model):
         name: the model name in the endpoint paths (PLATE_SPEC.md: ``alpr``).
         model_uri: a model directory, ``file://`` or ``gs://`` URI (see :func:`alpr.model.inference.fetch_model`).
         cache_dir: where ``gs://`` models are downloaded.
-        device: torch device string (``cpu``, ``cuda:0``).
+        device: torch device string (``cpu``, ``cuda:0``) of the PyTorch back end.
+        backend: :class:`~alpr.model.inference.PlateReader`'s back end (``auto``: ONNX Runtime when the model has
+            an export, else PyTorch; ``onnx``; ``pytorch``).
         max_instances: most images in one request.
         max_pixels: most pixels (width x height) in one image.
         max_image_bytes: most bytes in one encoded image.
@@ -175,6 +177,7 @@ class ALPRModel(kserve.Model):
         cache_dir: str | Path = ".alpr/cache/models",
         *,
         device: str = "cpu",
+        backend: str = "auto",
         max_instances: int = DEFAULT_MAX_INSTANCES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
@@ -185,6 +188,7 @@ class ALPRModel(kserve.Model):
         self.model_uri = str(model_uri)
         self.cache_dir = Path(cache_dir)
         self.device = device
+        self.backend = backend
         self.max_instances = max_instances
         self.max_pixels = max_pixels
         self.max_image_bytes = max_image_bytes
@@ -249,8 +253,10 @@ class ALPRModel(kserve.Model):
         with self._load_lock:
             if self._reader is None:
                 local = fetch_model(self.model_uri, self.cache_dir)
-                self._reader = PlateReader(local, device=self.device)
-                log.info("model %s loaded from %s (%s)", self.name, self.model_uri, local)
+                self._reader = PlateReader(local, device=self.device, backend=self.backend)
+                log.info(
+                    "model %s loaded from %s (%s), %s back end", self.name, self.model_uri, local, self._reader.backend
+                )
             self.ready = self._loaded_once = True
         return self.ready
 
@@ -528,7 +534,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-instances", type=_positive_int, default=DEFAULT_MAX_INSTANCES, help="most images per request"
     )
     own.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, help="most megapixels per image")
-    own.add_argument("--device", default="cpu", help="torch device")
+    own.add_argument("--device", default="cpu", help="torch device (the PyTorch back end)")
+    own.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: ONNX Runtime when the model has model.onnx, else PyTorch; onnx or pytorch force one",
+    )
     plog = p.add_argument_group("prediction log (KServe's payload logger format: CloudEvents, alpr.serving.eventlog)")
     plog.add_argument(
         "--log-url", default=None, help="send each inference's request and response to this URL (default: no log)"
@@ -604,6 +616,7 @@ def build_model(
     *,
     name: str = MODEL_NAME,
     device: str = "cpu",
+    backend: str = "auto",
     max_instances: int = DEFAULT_MAX_INSTANCES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ALPRModel:
@@ -620,6 +633,7 @@ def build_model(
         model_uri=uri,
         cache_dir=settings.cache_dir / "models",
         device=device,
+        backend=backend,
         max_instances=max_instances,
         max_pixels=max_pixels,
     )
@@ -636,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model,
             name=args.model_name,
             device=args.device,
+            backend=args.backend,
             max_instances=args.max_instances,
             max_pixels=int(args.max_megapixels * 1e6),
         )

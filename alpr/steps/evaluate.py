@@ -17,6 +17,7 @@ from alpr.model.inference import (
     METADATA_FILE,
     Detections,
     PlateReader,
+    export_onnx,
     model_thresholds,
     write_model_dir,
 )
@@ -54,6 +55,9 @@ def evaluate_step(
     chosen on the val split (:func:`alpr.model.evaluation.tune_reading`; its val reading metrics are those at the
     chosen thresholds), is marked selected and published as a model directory (:mod:`alpr.model.inference`) to
     ``<storage>/runs/<run_name>/model``, which is also copied into ``out_dir``. A failure marks the run failed.
+    Before it is published, the selected model is exported to ONNX for the model server's ONNX Runtime back end
+    (:func:`alpr.model.inference.export_onnx`: ``model.onnx``, recorded in ``model.json``; the reader's SHA-256 also
+    in the store's ``models.onnx_sha256``).
 
     The selected model then reads val once more at those settings for the breakdown of its metrics by plate width,
     angle, layout and brightness (:mod:`alpr.model.breakdown`): stored in its ``model.json`` under
@@ -111,6 +115,7 @@ def evaluate_step(
     if breakdown is not None:
         tuned = {**tuned, "recall": breakdown.overall["recall"], **breakdown.scalars(("recall",), "width")}
     results[best] = {**results[best], **tuned}
+    exported = export_onnx(out_dir)
     with store.transaction() as tx:
         ids = {}
         for name, metrics in results.items():
@@ -126,6 +131,7 @@ def evaluate_step(
             )
             tx.add_evaluation(ids[name], "val", metrics, run=run_name)
         tx.select_model(ids[best], selection_metric, results[best].get(selection_metric))
+        tx.set_model_export(ids[best], exported["reader"]["sha256"])
         storage.publish(out_dir, model_uri)
     lineage = ModelLineage(
         **trained.training_fields(),

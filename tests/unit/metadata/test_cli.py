@@ -107,25 +107,27 @@ def test_cli_upgrade_current_check_downgrade_history(db_url, monkeypatch, capsys
     assert capsys.readouterr().out.startswith("metadata schema migrated empty -> 0001 at ")
     assert cli.main(["current"]) == 0
     assert capsys.readouterr().out == "0001\n"
-    assert cli.main(["check"]) == 1  # at the baseline: 0002 moves an index; 0003 adds 3 tables with 6 indexes
+    assert cli.main(["check"]) == 1  # at the baseline: 0002 moves an index; 0003 adds 3 tables with 6 indexes;
+    # 0004 adds a column
     out = capsys.readouterr().out
-    assert out.startswith("11 difference(s) between the database and schema.py") and "add_index" in out
-    assert "add_table" in out
+    assert out.startswith("12 difference(s) between the database and schema.py") and "add_index" in out
+    assert "add_table" in out and "add_column" in out
     assert cli.main(["upgrade"]) == 0
-    assert capsys.readouterr().out.startswith("metadata schema migrated 0001 -> 0003 at ")
+    assert capsys.readouterr().out.startswith("metadata schema migrated 0001 -> 0004 at ")
     assert cli.main(["upgrade"]) == 0
-    assert capsys.readouterr().out.startswith("metadata schema at 0003, nothing to do")
-    assert cli.main(["current"]) == 0 and capsys.readouterr().out == "0003 (head)\n"
+    assert capsys.readouterr().out.startswith("metadata schema at 0004, nothing to do")
+    assert cli.main(["current"]) == 0 and capsys.readouterr().out == "0004 (head)\n"
     assert cli.main(["check"]) == 0 and "matches schema.py" in capsys.readouterr().out
     assert cli.main(["downgrade", "--revision", "0001"]) == 0
-    assert capsys.readouterr().out.startswith("metadata schema migrated 0003 -> 0001 at ")
+    assert capsys.readouterr().out.startswith("metadata schema migrated 0004 -> 0001 at ")
     assert cli.main(["current"]) == 0 and capsys.readouterr().out == "0001\n"
     assert cli.main(["upgrade", "--revision", "nope"]) == 1
-    assert "'nope' is unknown to this code; known: 0001, 0002, 0003" in capsys.readouterr().err
+    assert "'nope' is unknown to this code; known: 0001, 0002, 0003, 0004" in capsys.readouterr().err
     assert cli.main(["history"]) == 0  # needs no database
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("base -> 0001: baseline") and lines[1].startswith("0001 -> 0002: deployments")
-    assert lines[2].startswith("0002 -> 0003 (head): prediction log")
+    assert lines[2].startswith("0002 -> 0003: prediction log")
+    assert lines[3].startswith("0003 -> 0004 (head): models: ``onnx_sha256``")
     monkeypatch.delenv("ALPR_DB_URL")
     for command in (["upgrade"], ["current"], ["check"], ["revision", "-m", "x", "--autogenerate"]):
         assert cli.main(command) == 2

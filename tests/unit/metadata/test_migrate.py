@@ -128,10 +128,10 @@ def empty(db_url):
 
 def test_history_is_one_line_of_numbered_revisions_from_the_baseline():
     revisions = migrate.history()
-    assert [r.id for r in revisions] == ["0001", "0002", "0003"]
+    assert [r.id for r in revisions] == ["0001", "0002", "0003", "0004"]
     assert revisions[0].id == migrate.BASELINE and revisions[0].down_revision is None
     assert all(later.down_revision == earlier.id for earlier, later in zip(revisions, revisions[1:]))
-    assert [r.is_head for r in revisions] == [False, False, True] and migrate.head() == "0003"
+    assert [r.is_head for r in revisions] == [False, False, False, True] and migrate.head() == "0004"
     assert revisions[0].message.startswith("baseline")
     files = sorted(p.name for p in (migrate.MIGRATIONS_DIR / "versions").glob("*.py") if p.name != "__init__.py")
     assert [f[:4] for f in files] == [r.id for r in revisions]  # every file is a revision, in order
@@ -164,7 +164,7 @@ def test_upgrade_from_the_previous_release_keeps_every_row(empty, populate, row_
     rows = row_counts(empty)
     assert empty.schema_revision() is None and sum(rows.values()) > 10
     assert "ix_deployments_target" in _index_names(empty, "deployments")
-    assert empty.schema_differences() != []  # revision 0002's index and 0003's tables are missing
+    assert empty.schema_differences() != []  # 0002's index, 0003's tables, 0004's column are missing
 
     assert cli.main(["upgrade", "--url", empty.engine.url.render_as_string(hide_password=False)]) == 0
 
@@ -200,7 +200,7 @@ def test_downgrade_and_upgrade_again_keep_the_rows(empty, populate, row_counts):
     assert "ix_deployments_target" in indexes and NEW_INDEX not in indexes
     # 0002's downgrade restores the baseline exactly (MariaDB: the restored key is listed last)
     assert _ddl(empty, _unordered) == _previous_release_ddl(_backend(empty), _unordered)
-    assert {d[0] for d in empty.schema_differences()} == {"add_index", "remove_index", "add_table"}
+    assert {d[0] for d in empty.schema_differences()} == {"add_index", "remove_index", "add_table", "add_column"}
     assert row_counts(empty) == rows
     assert empty.upgrade_schema().after == migrate.head() and empty.schema_differences() == []
     assert empty.current_deployment("local")["model_id"] == ids["model"]
@@ -217,11 +217,11 @@ def test_0003_adds_the_prediction_log_and_its_downgrade_removes_it(empty, popula
     _add_deployment(empty, ids["model"])
     rows = row_counts(empty)
     assert not PREDICTION_LOG_TABLES & set(sa.inspect(empty.engine).get_table_names())
-    assert {d[0] for d in empty.schema_differences()} == {"add_table", "add_index"}
+    assert {d[0] for d in empty.schema_differences()} == {"add_table", "add_index", "add_column"}
 
-    assert empty.upgrade_schema() == migrate.MigrationResult("0002", "0003")
+    assert empty.upgrade_schema("0003") == migrate.MigrationResult("0002", "0003")
     assert set(sa.inspect(empty.engine).get_table_names()) >= PREDICTION_LOG_TABLES
-    assert empty.schema_differences() == [] and row_counts(empty) == rows
+    assert [d[0] for d in empty.schema_differences()] == ["add_column"] and row_counts(empty) == rows
     assert _index_names(empty, "predictions") >= {"ix_predictions_received_at", "ix_predictions_image_sha256"}
     with empty.transaction() as tx:  # the new tables work: a baseline and a logged prediction with a correction
         tx.add_model_baseline(
@@ -242,6 +242,25 @@ def test_0003_adds_the_prediction_log_and_its_downgrade_removes_it(empty, popula
     assert empty.downgrade_schema("0002") == migrate.MigrationResult("0003", "0002")
     assert not PREDICTION_LOG_TABLES & set(sa.inspect(empty.engine).get_table_names())
     assert row_counts(empty) == rows and empty.current_deployment("local")["model_id"] == ids["model"]
+    assert empty.upgrade_schema().after == migrate.head() and empty.schema_differences() == []
+
+
+def test_0004_adds_models_onnx_sha256_and_its_downgrade_removes_it(empty, populate, row_counts):
+    assert empty.upgrade_schema("0003").after == "0003"
+    ids = populate(empty)  # today's writes, add_model included, work without the column
+    rows = row_counts(empty)
+    assert "onnx_sha256" not in {c["name"] for c in sa.inspect(empty.engine).get_columns("models")}
+    assert empty.upgrade_schema() == migrate.MigrationResult("0003", "0004")
+    assert empty.schema_differences() == [] and row_counts(empty) == rows
+    assert empty.get_model(ids["model"])["onnx_sha256"] is None  # models before the revision have no export
+    with empty.transaction() as tx:
+        tx.set_model_export(ids["model"], "ab" * 32)
+        with pytest.raises(ValueError, match="onnx_sha256 must be 64 lower-case hex digits, got 'AB'"):
+            tx.set_model_export(ids["model"], "AB")
+    assert empty.get_model(ids["model"])["onnx_sha256"] == "ab" * 32
+    assert empty.downgrade_schema("0003") == migrate.MigrationResult("0004", "0003")
+    assert "onnx_sha256" not in {c["name"] for c in sa.inspect(empty.engine).get_columns("models")}
+    assert row_counts(empty) == rows
     assert empty.upgrade_schema().after == migrate.head() and empty.schema_differences() == []
 
 
@@ -276,14 +295,16 @@ def test_a_database_migrated_by_a_newer_release_is_refused(empty, capsys):
 
 
 def test_bad_revisions_are_refused_with_the_known_ones(empty):
-    for bad in ("", "  ", "nope", "000", "0004"):
-        with pytest.raises(MigrationError, match=r"no revision given|unknown to this code; known: 0001, 0002, 0003"):
+    for bad in ("", "  ", "nope", "000", "0005"):
+        with pytest.raises(
+            MigrationError, match=r"no revision given|unknown to this code; known: 0001, 0002, 0003, 0004"
+        ):
             empty.upgrade_schema(bad)
     assert empty.schema_revision() is None  # nothing was created
     empty.create_schema()
-    assert empty.upgrade_schema("0001") == migrate.MigrationResult("0003", "0003")  # an upgrade never goes back
-    with pytest.raises(MigrationError, match="'0004' is unknown"):
-        empty.downgrade_schema("0004")
+    assert empty.upgrade_schema("0001") == migrate.MigrationResult("0004", "0004")  # an upgrade never goes back
+    with pytest.raises(MigrationError, match="'0005' is unknown"):
+        empty.downgrade_schema("0005")
     assert empty.schema_revision() == migrate.head()
 
 
@@ -301,8 +322,8 @@ def test_concurrent_upgrades_wait_for_each_other(empty):
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     lines = [out.strip() for out, _ in outputs]
-    assert sum("migrated empty -> 0003" in line for line in lines) == 1, lines  # one migrated, two found it done
-    assert sum("at 0003, nothing to do" in line for line in lines) == 2, lines
+    assert sum("migrated empty -> 0004" in line for line in lines) == 1, lines  # one migrated, two found it done
+    assert sum("at 0004, nothing to do" in line for line in lines) == 2, lines
     assert empty.schema_revision() == migrate.head() and empty.schema_differences() == []
 
 
@@ -333,13 +354,13 @@ def test_new_revision_writes_the_next_numbered_file(tmp_path, monkeypatch, db_ur
     with store.engine.connect() as conn:
         path = migrate.new_revision("Add a note column", autogenerate=True, connection=conn)
     store.dispose()
-    assert path == copy / "versions" / "0004_add_a_note_column.py"
+    assert path == copy / "versions" / "0005_add_a_note_column.py"
     text = path.read_text()
-    assert "revision: str = '0004'" in text and "down_revision: str | None = '0003'" in text
+    assert "revision: str = '0005'" in text and "down_revision: str | None = '0004'" in text
     assert "op." not in text  # schema.py and the database at head agree: nothing to migrate
-    assert [r.id for r in migrate.history()] == ["0001", "0002", "0003", "0004"] and migrate.head() == "0004"
+    assert [r.id for r in migrate.history()] == ["0001", "0002", "0003", "0004", "0005"] and migrate.head() == "0005"
     assert cli.main(["revision", "-m", "second"]) == 0
-    assert (copy / "versions" / "0005_second.py").is_file()
+    assert (copy / "versions" / "0006_second.py").is_file()
 
 
 def test_the_migrations_ship_in_the_package():

@@ -192,15 +192,16 @@ def test_reader_pads_to_the_stride_not_to_a_square(reader):
     """A 16:9 frame is resized to the input's long side and padded to a multiple of 32 only (128 x 72 → 128 x 96
     for the tiny model's 128 px input), so inference does not pay for the square's padding."""
     frame = np.full((720, 1280, 3), 127, np.uint8)
-    data = reader._pipeline(0)(dict(img=frame, img_id=0))
+    detector = reader.detector
+    data = detector.pipeline(0)(dict(img=frame, img_id=0))
     assert tuple(data["inputs"].shape) == (3, 96, 128)
-    reader.pad_to_stride = False
-    reader._pipelines.clear()
+    detector.pad_to_stride = False
+    detector._pipelines.clear()
     try:
-        assert tuple(reader._pipeline(0)(dict(img=frame, img_id=0))["inputs"].shape) == (3, 128, 128)
+        assert tuple(detector.pipeline(0)(dict(img=frame, img_id=0))["inputs"].shape) == (3, 128, 128)
     finally:
-        reader.pad_to_stride = True
-        reader._pipelines.clear()
+        detector.pad_to_stride = True
+        detector._pipelines.clear()
 
 
 # ------------------------------------------------------------------------------------------------ two stages
@@ -225,9 +226,9 @@ def test_two_stage_reader_reads_every_plate_from_its_crop(tiny_two_stage_model_d
     calls = []
     run = reader._run
 
-    def spy(images, size=0, model=None, **kwargs):
-        out = run(images, size, model, **kwargs)
-        calls.append((model is reader.plate_model, len(images), out))
+    def spy(images, size=0, detector=None, **kwargs):
+        out = run(images, size, detector, **kwargs)
+        calls.append((detector is reader.plate_detector, len(images), out))
         return out
 
     monkeypatch.setattr(reader, "_run", spy)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from alpr import spec
-from alpr.model.reading import Detection, plate_texts, read_arrays, read_plates
+from alpr.model.reading import MIN_REPORTED_CHARACTERS, Detection, plate_texts, read_arrays, read_plates
 
 # ------------------------------------------------------------------------------------------ geometry helper
 #
@@ -251,6 +251,22 @@ def test_plate_without_characters_is_reported():
         "score": 0.9,
         "characters": [],
     }
+
+
+def test_min_characters_leaves_out_plates_read_with_fewer():
+    empty, _ = make_plate("11A1111", "one_line", centre=(300, 200), plate_score=0.95)
+    plate, chars = make_plate("22B2222", "two_line", centre=(700, 500), plate_score=0.6)
+    dets = [empty, plate, *chars]
+    assert plate_texts(read_plates(dets)) == ["", "22B2222"]  # 0, the default: every plate (ground truth)
+    assert plate_texts(read_plates(dets, min_characters=MIN_REPORTED_CHARACTERS)) == ["22B2222"]
+    assert plate_texts(read_plates(dets, min_characters=7)) == ["22B2222"]
+    assert read_plates(dets, min_characters=8) == {"plates": []}
+    # counted after de-duplication: a duplicate glyph does not make a one-character plate two
+    one = chars[0]
+    dup = Detection("8", one.box, one.score - 0.1)
+    assert read_plates([plate, one, dup], min_characters=2) == {"plates": []}
+    with pytest.raises(ValueError, match="min_characters must be >= 0, got -1"):
+        read_plates(dets, min_characters=-1)
 
 
 def test_characters_outside_any_plate_are_ignored():
