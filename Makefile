@@ -75,8 +75,9 @@ bench-plate: ## Plate detector design: train it on road-like frames (≈20 min),
 bench-faces: ## After bench-train: val EIR and char accuracy per plate type face (replays the bootstrap) → docs/
 	$(PY) benchmarks/face_errors.py --workspace .alpr-bench --split val --json docs/bench_faces.json
 
-bench-serve: ## Benchmark the model server on 127.0.0.1: latency p50/p95/p99, req/s at 1-8 clients, peak RSS
-	$(PY) benchmarks/bench_serve.py --model $(MODEL) --json bench_serve.json
+BACKENDS ?= onnx,pytorch
+bench-serve: ## Benchmark the model server on 127.0.0.1: latency p50/p95/p99, req/s at 1-8 clients, peak RSS; each of BACKENDS (onnx,pytorch) and their ratios
+	$(PY) benchmarks/bench_serve.py --model $(MODEL) --backends $(BACKENDS) --json bench_serve.json
 
 DURATION ?= 120
 LOG_URL ?=

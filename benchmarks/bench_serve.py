@@ -9,6 +9,9 @@ Starts ``python -m alpr.serving --model MODEL`` on a free loopback port, sends 1
   p50 / p95 latency seen at that concurrency (ms);
 - peak server RSS (MB; the server process and its children, sampled every 50 ms during the whole run).
 
+``--backends onnx,pytorch`` runs the whole benchmark once per back end of the server (``--backend``, one server
+after the other, the same images) and ends with the PyTorch-to-ONNX ratios of the latencies and throughputs.
+
 Every loop is bounded by a count and by a time limit (``--phase-timeout``); traffic goes to 127.0.0.1 only.
 
 Usage::
@@ -323,7 +326,7 @@ def format_report(r: dict) -> str:
     """The human-readable table of a result dict (see :func:`run_benchmark`)."""
     lat = r["latency"]
     lines = [
-        f"model: {r['model']} -> {r['model_uri']}",
+        f"model: {r['model']} -> {r['model_uri']}, back end: {r.get('backend', 'auto')}",
         f"protocol: {r['protocol']}, {r['batch']} image(s)/request, {WIDTH}x{HEIGHT} JPEG q{r['jpeg_quality']} "
         f"(mean {r['jpeg_kb']:.0f} KB), server workers: {r['workers']}",
         f"machine: {r['cpus']} CPUs, load average before start {r['loadavg_before']}",
@@ -349,8 +352,9 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(args: argparse.Namespace) -> dict:
-    """Generate the images, start the server, run the phases, stop the server; returns the figures.
+def run_benchmark(args: argparse.Namespace, backend: str = "auto") -> dict:
+    """Generate the images, start the server with ``--backend backend``, run the phases, stop the server; returns
+    the figures.
 
     Raises:
         RuntimeError: the server did not become ready; alpr.model.inference.ModelError (a RuntimeError): ``latest``
@@ -365,6 +369,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     result = {
         "model": args.model,
         "model_uri": model_uri,
+        "backend": backend,
         "protocol": args.protocol,
         "batch": args.batch,
         "workers": args.workers,
@@ -376,7 +381,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     }
     with (
         tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp,
-        served(args.model, args.workers, args.startup_timeout, Path(tmp)) as server,
+        served(args.model, args.workers, args.startup_timeout, Path(tmp), ["--backend", backend]) as server,
     ):
         url = server.base_url + path
         sampler = server.sampler
@@ -410,8 +415,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--per-client", type=int, default=16, help="requests per client in a throughput phase")
     p.add_argument("--phase-timeout", type=float, default=180, help="time limit of each phase in s")
     p.add_argument("--startup-timeout", type=float, default=180, help="time limit for the server to be ready in s")
+    p.add_argument(
+        "--backends",
+        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+        default=["auto"],
+        help="comma-separated server back ends, each benchmarked in turn: auto (default), onnx, pytorch",
+    )
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
+    bad = [b for b in args.backends if b not in ("auto", "onnx", "pytorch")]
+    if bad or not args.backends:
+        p.error(f"--backends: each of auto, onnx, pytorch, got {','.join(args.backends) or 'nothing'}")
     if min(args.batch, args.images, args.workers, args.per_client, *args.concurrency) < 1 or args.requests < 1:
         p.error("counts must be >= 1")
     return args
@@ -420,16 +434,43 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table (and write ``--json``); returns 0, or 1 when the server failed."""
     args = _parse_args(argv)
-    try:
-        result = run_benchmark(args)
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(format_report(result))
+    runs = []
+    for backend in args.backends:
+        try:
+            runs.append(run_benchmark(args, backend))
+        except RuntimeError as exc:
+            print(f"error ({backend} back end): {exc}", file=sys.stderr)
+            return 1
+        print(format_report(runs[-1]) + "\n")
+    result: dict = runs[0] if len(runs) == 1 else {"runs": runs}
+    if len(runs) == 2:
+        result["ratios"] = ratios(runs[1], runs[0])
+        print(format_ratios(result["ratios"], runs[1]["backend"], runs[0]["backend"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def ratios(slow: dict, fast: dict) -> dict:
+    """How many times ``slow``'s latencies are ``fast``'s, and ``fast``'s throughputs ``slow``'s (> 1: ``fast`` is
+    faster), from two :func:`run_benchmark` results: ``{"p50", "p95", "startup_s", "rps": {clients: ratio}}``."""
+    out = {k: slow["latency"][k] / fast["latency"][k] for k in ("p50", "p95") if fast["latency"][k] > 0}
+    out["startup_s"] = slow["startup_s"] / fast["startup_s"] if fast["startup_s"] > 0 else float("nan")
+    slow_rps = {t["clients"]: t["rps"] for t in slow["throughput"]}
+    out["rps"] = {
+        str(t["clients"]): t["rps"] / slow_rps[t["clients"]] for t in fast["throughput"] if slow_rps.get(t["clients"])
+    }
+    return out
+
+
+def format_ratios(r: dict, slow: str, fast: str) -> str:
+    """One paragraph of :func:`ratios`."""
+    rps = ", ".join(f"{c} client(s) {v:.2f}x" for c, v in r["rps"].items())
+    return (
+        f"{slow} / {fast}: latency p50 {r.get('p50', float('nan')):.2f}x, p95 {r.get('p95', float('nan')):.2f}x, "
+        f"start-up {r['startup_s']:.2f}x; throughput {fast} / {slow}: {rps}"
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,11 @@
   two stages: ``served_metrics``), model selection, threshold sweeps, the selected model's reading settings
   (``tune_reading``).
 - :mod:`alpr.model.inference` -- model directories and ``PlateReader`` (plate detector or detector pass, zoomed
-  second pass, reading).
+  second pass, reading), and their ONNX export (``export_onnx``).
+- :mod:`alpr.model.torch_detector` -- ``PlateReader``'s PyTorch back end: an mmdetection detector through its test
+  pipeline (executes the model's ``config.py``).
+- :mod:`alpr.model.onnx_detector` -- ``PlateReader``'s ONNX Runtime back end: the export, and mmdetection's
+  pre-processing, decoding and NMS in numpy (reads data files only).
 - :mod:`alpr.model.report` -- the self-contained HTML test report (breakdown tables, character confusion matrix,
   boxes, per-plate crops with the differing characters marked, mistakes first).
 
