@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alpr.model.onnx_detector import OnnxRecord, decode, letterbox
+from alpr.model.onnx_detector import OnnxRecord, batched_nms, decode, letterbox
 
 RECORD = dict(
     file="model.onnx",
@@ -96,6 +96,17 @@ def test_decode_keeps_nms_pre_per_level_and_max_per_img():
     bboxes, _, sc = decode(scores, boxes, rec, img_shape=(64, 64), scale_factor=(1.0, 1.0))
     np.testing.assert_allclose(sc, [0.5, 0.4], rtol=1e-6)
     assert len(bboxes) == 2
+
+
+def test_batched_nms_stopping_at_max_keep_gives_the_first_of_the_full_result():
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 200, (400, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 60, (400, 2))], axis=1)
+    scores, labels = rng.uniform(0, 1, 400), rng.integers(0, 3, 400)
+    full = batched_nms(boxes, scores, labels, 0.5)
+    assert 10 < len(full) < 400 and (np.diff(scores[full]) <= 0).all()
+    np.testing.assert_array_equal(batched_nms(boxes, scores, labels, 0.5, max_keep=10), full[:10])
+    assert batched_nms(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), 0.5).shape == (0,)
 
 
 def test_record_errors_name_the_field():
