@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +214,23 @@ def test_the_onnx_back_end_runs_no_code_from_the_model_directory(exported_models
     readings = reader.read(_images(tiny_coco)[:2])
     assert reader.backend == "onnx" and len(readings) == 2
     assert not marker.exists()
+
+
+def test_the_onnx_back_end_imports_neither_torch_nor_mmdetection(exported_models):
+    """What a serving image without torch, mmcv and mmdet needs from the reader (in a fresh interpreter: this one
+    has loaded torch already)."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from alpr.model.inference import PlateReader\n"
+        f"reader = PlateReader({str(exported_models['two_stage'])!r}, plate_score_thr=0.001)\n"
+        "assert reader.backend == 'onnx' and reader.two_stage\n"
+        "reader.read([np.full((480, 640, 3), 127, np.uint8)])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'mmcv', 'mmdet', 'mmengine'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_onnx_back_end_errors(exported_models, tiny_model_dir, tmp_path):
