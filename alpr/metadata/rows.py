@@ -46,6 +46,14 @@ def check_name(value: Any, what: str) -> str:
     return value
 
 
+def check_sha256(value: Any, what: str) -> str:
+    """Return ``value`` if it is a hex SHA-256 digest (64 lower-case hex digits, as ``hashlib``'s ``hexdigest``);
+    else raise ``ValueError`` naming ``what``."""
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"{what} must be 64 lower-case hex digits, got {value!r}")
+    return value
+
+
 def check_int(value: Any, what: str, *, minimum: int | None = 0, optional: bool = False) -> int | None:
     """Return ``value`` as an ``int`` (not a bool; ``>= minimum`` unless None; None allowed if ``optional``).
 

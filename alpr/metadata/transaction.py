@@ -26,6 +26,7 @@ from alpr.metadata.rows import (
     check_json,
     check_lengths,
     check_name,
+    check_sha256,
     check_split,
     duplicates_as,
     finite_metrics,
@@ -363,10 +364,7 @@ class MetadataTx(queries.Reads):
             ValueError: ``onnx_sha256`` is not 64 lower-case hex digits.
         """
         conn = self.connection
-        if not (
-            isinstance(onnx_sha256, str) and len(onnx_sha256) == 64 and set(onnx_sha256) <= set("0123456789abcdef")
-        ):
-            raise ValueError(f"onnx_sha256 must be 64 lower-case hex digits, got {onnx_sha256!r}")
+        check_sha256(onnx_sha256, "onnx_sha256")
         model_id = require_model(conn, model_id)
         conn.execute(sa.update(models).where(models.c.id == model_id).values(onnx_sha256=onnx_sha256))
         return model_id

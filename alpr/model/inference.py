@@ -56,6 +56,8 @@ PLATE_DETECTOR_DIR = "plate_detector"
 ONNX_KEY = "onnx"
 #: :class:`PlateReader`'s back ends: ``auto`` takes ONNX Runtime when the model has an export, else PyTorch.
 BACKENDS = ("auto", "onnx", "pytorch")
+#: The back end when none is asked for.
+DEFAULT_BACKEND = "auto"
 
 
 class ModelError(RuntimeError):
@@ -130,7 +132,7 @@ class PlateReader:
         char_score_thr: float | None = None,
         zoom_below_px: int | None = None,
         zoom_input_px: int | None = None,
-        backend: str = "auto",
+        backend: str = DEFAULT_BACKEND,
         threads: int = 0,
     ) -> None:
         if backend not in BACKENDS:
@@ -226,9 +228,7 @@ class PlateReader:
 
     def _run(self, images_bgr: Sequence[np.ndarray], size: int = 0, detector=None, *, batched: bool = False):
         """Run ``detector`` (default: the reader) on ``images_bgr``; per image ``(bboxes, labels, scores)``
-        (``TorchDetector.run`` / ``OnnxDetector.run``)."""
-        if not images_bgr:
-            return []
+        (``TorchDetector.run`` / ``OnnxDetector.run``; none for none)."""
         return (self.detector if detector is None else detector).run(list(images_bgr), size, batched=batched)
 
     def _find_plates(self, images_bgr: Sequence[np.ndarray]) -> list[Detections]:
@@ -549,7 +549,8 @@ def write_model_dir(
         _save_weights(plate_detector[1], plate_dir / CHECKPOINT_FILE, spec.PLATE_LABELS)
     elif plate_dir.exists():
         shutil.rmtree(plate_dir)
-    (out_dir / ONNX_FILE).unlink(missing_ok=True)  # an earlier export; export_onnx writes a new one
+    for stage_dir in (out_dir, plate_dir):  # an earlier export of either network; export_onnx writes new ones
+        (stage_dir / ONNX_FILE).unlink(missing_ok=True)
     meta = {"classes": list(spec.CLASSES), "thresholds": dict(DEFAULT_THRESHOLDS), **metadata}
     meta["two_stage"] = plate_detector is not None
     (out_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from alpr import storage
 from alpr.metadata import MetadataStore, NotFound
-from alpr.metadata.rows import check_lengths, duplicates_as
+from alpr.metadata.rows import check_lengths, check_sha256, duplicates_as
 from alpr.metadata.schema import CORRECTION_STATUSES, corrections, models, predictions
 from alpr.monitoring.baseline import Baseline
 from alpr.spec import PLATE_SIZE_MM, is_valid_text
@@ -341,8 +341,7 @@ def _check_record(record: PredictionRecord, what: str) -> None:
     if not record.event_id or record.event_id != record.event_id.strip():
         raise ValueError(f"{what}.event_id must be a non-empty string without surrounding whitespace")
     _aware(record.received_at, f"{what}.received_at")
-    if len(record.image_sha256) != 64 or any(c not in "0123456789abcdef" for c in record.image_sha256):
-        raise ValueError(f"{what}.image_sha256 must be 64 lower-case hex digits, got {record.image_sha256!r}")
+    check_sha256(record.image_sha256, f"{what}.image_sha256")
     for name in ("image_bytes", "width", "height"):
         value = getattr(record, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -15,7 +15,14 @@ import sys
 from pathlib import Path
 
 from alpr import logs
-from alpr.model.inference import BACKENDS, ModelError, PlateReader, fetch_model, resolve_model_uri
+from alpr.model.inference import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    ModelError,
+    PlateReader,
+    fetch_model,
+    resolve_model_uri,
+)
 from alpr.settings import load_settings
 
 #: File suffixes read from a directory argument.
@@ -28,14 +35,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR", help="image files or folders of images")
     p.add_argument("--out", type=Path, help="write the JSON here instead of standard output")
     p.add_argument("--device", default="cpu", help="torch device of the PyTorch back end (default: cpu)")
-    p.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto (default): ONNX Runtime when the model has model.onnx, else PyTorch; onnx or pytorch force one",
-    )
+    add_backend_argument(p)
     p.add_argument("--batch-size", type=int, default=4)
     return p.parse_args(argv)
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--backend`` (:data:`~alpr.model.inference.BACKENDS`, default
+    :data:`~alpr.model.inference.DEFAULT_BACKEND`) to ``parser`` (or to one of its argument groups, which has the same
+    ``add_argument``): this command's option and the model server's."""
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=DEFAULT_BACKEND,
+        help=f"{DEFAULT_BACKEND} (default): ONNX Runtime when the model has model.onnx, else PyTorch; "
+        "onnx or pytorch force one",
+    )
 
 
 def collect_images(inputs: list[Path]) -> list[Path]:
@@ -56,7 +71,12 @@ def collect_images(inputs: list[Path]) -> list[Path]:
 
 
 def predict(
-    model_uri: str, inputs: list[Path], *, device: str = "cpu", batch_size: int = 4, backend: str = "auto"
+    model_uri: str,
+    inputs: list[Path],
+    *,
+    device: str = "cpu",
+    batch_size: int = 4,
+    backend: str = DEFAULT_BACKEND,
 ) -> dict[str, dict]:
     """Read every image of ``inputs`` with the model at ``model_uri``; return file name → reading.
 

@@ -98,7 +98,7 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 
 from alpr import logs
-from alpr.model.inference import BACKENDS, ModelError, PlateReader, fetch_model, resolve_model_uri
+from alpr.model.inference import DEFAULT_BACKEND, ModelError, PlateReader, fetch_model, resolve_model_uri
 from alpr.serving import eventlog
 from alpr.serving.codec import (
     DEFAULT_MAX_IMAGE_BYTES,
@@ -112,6 +112,7 @@ from alpr.serving.codec import (
     v1_encoded_images,
     v2_encoded_images,
 )
+from alpr.serving.predict import add_backend_argument
 from alpr.settings import load_settings
 
 __all__ = [
@@ -177,7 +178,7 @@ class ALPRModel(kserve.Model):
         cache_dir: str | Path = ".alpr/cache/models",
         *,
         device: str = "cpu",
-        backend: str = "auto",
+        backend: str = DEFAULT_BACKEND,
         max_instances: int = DEFAULT_MAX_INSTANCES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
@@ -535,12 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     own.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, help="most megapixels per image")
     own.add_argument("--device", default="cpu", help="torch device (the PyTorch back end)")
-    own.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto: ONNX Runtime when the model has model.onnx, else PyTorch; onnx or pytorch force one",
-    )
+    add_backend_argument(own)
     plog = p.add_argument_group("prediction log (KServe's payload logger format: CloudEvents, alpr.serving.eventlog)")
     plog.add_argument(
         "--log-url", default=None, help="send each inference's request and response to this URL (default: no log)"
@@ -616,7 +612,7 @@ def build_model(
     *,
     name: str = MODEL_NAME,
     device: str = "cpu",
-    backend: str = "auto",
+    backend: str = DEFAULT_BACKEND,
     max_instances: int = DEFAULT_MAX_INSTANCES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ALPRModel:
