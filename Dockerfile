@@ -4,9 +4,10 @@
 #   components  the `alpr` library with torch (CPU), mmcv 2.1.0 built with its ops, mmdet 3.3.0, kfp, kserve, DVC;
 #               every KFP component of the pipeline runs in it (components/__init__.py COMPONENT_IMAGE), and so do
 #               the TensorBoard Deployment and the dataset bootstrap Job of manifests/ and charts/alpr/
-#   serving     the same environment; runs the KServe model server `python -m alpr.serving`, port 8080, with
-#               KServe's arguments (a ServingRuntime's --model_name=NAME --model_dir=/mnt/models --http_port=8080)
-#               or, without --model/--model_dir, the model in $STORAGE_URI (`podman run -e STORAGE_URI=/models`)
+#   serving     the KServe model server `python -m alpr.serving` on ONNX Runtime (kserve, onnxruntime, OpenCV
+#               headless, NumPy; no torch, mmcv or mmdet), port 8080, with KServe's arguments (a ServingRuntime's
+#               --model_name=NAME --model_dir=/mnt/models --http_port=8080) or, without --model/--model_dir, the
+#               model in $STORAGE_URI (`podman run -e STORAGE_URI=/models`); the model needs its ONNX export
 #
 #   docker build --target components -t ghcr.io/alpr-kubeflow/alpr-components:0.1.0-python3.11 .
 #   docker build --target serving    -t ghcr.io/alpr-kubeflow/alpr-serving:0.1.0-python3.11 .
@@ -36,10 +37,12 @@ COPY requirements/constraints.txt build/wheels/*.whl /wheels/
 # ---------------------------------------------------------------------------------------------------- requirements
 # The runtime requirements of pyproject.toml as a requirements file: the dependency layer below is then rebuilt
 # when they change, not when the version, the test extra or the tool settings in pyproject.toml do.
+# The serving image's subset: the dependencies named in [tool.alpr] serving-packages, with their specifiers.
 FROM ${BUILD_IMAGE} AS requirements
 COPY pyproject.toml /src/pyproject.toml
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > /requirements.txt
+COPY containers/requirements.py /src/requirements.py
+RUN python /src/requirements.py /src/pyproject.toml > /requirements.txt \
+ && python /src/requirements.py --serving /src/pyproject.toml > /serving-requirements.txt
 
 # ---------------------------------------------------------------------------------------------------------- build
 FROM ${BUILD_IMAGE} AS build
@@ -144,20 +147,59 @@ LABEL org.opencontainers.image.title="alpr-components" \
 # KFP sets the command of each task; a bare `docker run` shows the library's version.
 CMD ["python", "-c", "import alpr, mmdet, kfp; print('alpr', alpr.__version__, 'mmdet', mmdet.__version__, 'kfp', kfp.__version__)"]
 
+# ----------------------------------------------------------------------------------------------------- serving-build
+# The model server's environment alone: [tool.alpr] serving-packages of pyproject.toml (kserve, ONNX Runtime, OpenCV
+# headless, NumPy, the metadata store's and the bucket's clients) and the alpr package -- no torch, mmcv or mmdet. It
+# serves a model directory's ONNX export (model.onnx + model.json, data files only); config.py is never executed.
+FROM ${BUILD_IMAGE} AS serving-build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /app
+COPY requirements/constraints.txt requirements/constraints.txt
+COPY --from=requirements /serving-requirements.txt requirements/serving.txt
+RUN --mount=type=secret,id=pipcert \
+    if [ -s /run/secrets/pipcert ]; then export PIP_CERT=/run/secrets/pipcert; fi \
+ && pip install -c requirements/constraints.txt "pip==26.3" "wheel==0.45.1" "setuptools>=77.0.3,<81" \
+ && pip install -c requirements/constraints.txt -r requirements/serving.txt
+COPY pyproject.toml README.md ./
+COPY alpr alpr
+# The installers go once the project is in (25 MB the server never runs; the editable install needs none of them).
+RUN pip install --no-deps --no-build-isolation --prefix /opt/project -c requirements/constraints.txt -e . \
+ && pip uninstall -y -q setuptools wheel pip \
+ && python -c "import site; site.addsitedir('/opt/project/lib/python3.11/site-packages'); import importlib.util as u; import cv2, onnxruntime, kserve, alpr.serving.server; heavy = [m for m in ('torch', 'mmcv', 'mmdet', 'mmengine') if u.find_spec(m)]; assert not heavy, heavy; print('serving image ok: onnxruntime', onnxruntime.__version__, 'cv2', cv2.__version__)"
+
 # -------------------------------------------------------------------------------------------------------- serving
-FROM runtime AS serving
+FROM ${PYTHON_IMAGE} AS serving
+# Only the base's Python and certificates: ONNX Runtime and OpenCV's wheels carry their own libraries.
+RUN groupadd --gid 10001 alpr \
+ && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/alpr --shell /usr/sbin/nologin alpr
+COPY --from=serving-build /opt/venv /opt/venv
+COPY --from=serving-build /opt/project/ /opt/venv/
+COPY --from=serving-build --chown=root:root /app /app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/home/alpr \
+    ALPR_WORKSPACE=/home/alpr/.alpr
+WORKDIR /app
+USER 10001:10001
 ARG VCS_REF=unknown
 LABEL org.opencontainers.image.title="alpr-serving" \
-      org.opencontainers.image.description="ALPR KServe model server (model 'alpr', V1 + V2 REST on port 8080)" \
+      org.opencontainers.image.description="ALPR KServe model server on ONNX Runtime (model 'alpr', V1 + V2 REST on port 8080)" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.source="https://github.com/alpr-kubeflow/alpr-kubeflow" \
       org.opencontainers.image.revision="${VCS_REF}" \
       org.opencontainers.image.licenses="Apache-2.0"
 # The model to serve when the arguments name none (no --model, no --model_dir): a model folder, a gs:// URI or
-# `latest` (the newest selected model in the metadata store).
+# `latest` (the newest selected model in the metadata store). It must hold an ONNX export (Evaluate writes one;
+# `alpr export-onnx MODEL_DIR` adds one to an older model, in the components image or a `make install` venv).
 ENV STORAGE_URI=latest
 EXPOSE 8080
-HEALTHCHECK --interval=30s --timeout=5s --start-period=120s \
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/v2/health/live', timeout=4)"]
 # Arguments are the server's (python -m alpr.serving --help): a ServingRuntime's or InferenceService's args
 # replace CMD; --model > --model_dir > $STORAGE_URI picks the model.

@@ -66,8 +66,9 @@ serve: ## Serve a model with KServe on http://localhost:$(PORT) (MODEL=latest|di
 bench-train: ## Time-to-accuracy of the default training (≈1 h on 2 CPU cores): val EIR curve, test metrics → docs/
 	$(PY) benchmarks/bench_train.py --workspace .alpr-bench --json docs/bench_train.json --png docs/bench_train.png
 
-bench-heldout: ## Read a road-like held-out set (unseen fonts and photos, 1920x1080 + 1280x720) with MODEL; EIR, recall, precision per width/angle/layout/brightness
-	$(PY) benchmarks/bench_heldout.py --model $(MODEL) --json docs/bench_heldout.json
+BACKEND ?= auto
+bench-heldout: ## Read a road-like held-out set (unseen fonts and photos, 1920x1080 + 1280x720) with MODEL (BACKEND=auto|onnx|pytorch); EIR, recall, precision per width/angle/layout/brightness
+	$(PY) benchmarks/bench_heldout.py --model $(MODEL) --backend $(BACKEND) --json docs/bench_heldout$(if $(filter-out auto,$(BACKEND)),_$(BACKEND)).json
 
 bench-plate: ## Plate detector design: train it on road-like frames (≈20 min), then recall per plate-width bucket vs latency at 480/640/800 → docs/
 	$(PY) benchmarks/bench_plate_detector.py --work .alpr-bench/plate --sizes 480,640,800 --json docs/bench_plate_detector.json

@@ -14,9 +14,10 @@ unless ``--distort-glyphs``). ``--conditions`` (:data:`CONDITIONS`) sets what th
   designs).
 
 Then reads every image with the model (``--model``: a model directory, ``gs://`` URI or ``latest``) exactly as
-``python -m alpr.serving.predict`` does, and prints EIR, recall, plate precision and character accuracy (PLATE_SPEC
-"Metrics"), the same per plate-width bucket (< 5 %, 5-10 %, 10-20 %, >= 20 % of the frame width), angle bucket,
-layout and brightness (:mod:`alpr.model.breakdown`), and the most frequent misreadings. ``--json`` writes the figures.
+``python -m alpr.serving.predict`` does (``--backend``: ONNX Runtime or PyTorch, as there), and prints EIR, recall,
+plate precision and character accuracy (PLATE_SPEC "Metrics"), the same per plate-width bucket (< 5 %, 5-10 %,
+10-20 %, >= 20 % of the frame width), angle bucket, layout and brightness (:mod:`alpr.model.breakdown`), and the
+most frequent misreadings. ``--json`` writes the figures.
 
 Usage::
 
@@ -132,6 +133,8 @@ def _fmt(v: float) -> str:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from alpr.serving.predict import add_backend_argument
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="latest", help="model directory, gs:// URI or 'latest' (metadata store)")
     p.add_argument("--n", type=int, default=200, help="held-out images (default 200)")
@@ -143,6 +146,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=None, help="keep the held-out images here (default: a temp folder)")
     p.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
+    add_backend_argument(p)
     p.add_argument(
         "--distort-glyphs",
         action="store_true",
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 out / frame_name(long_side), count, seed=seed, sources=sources, conditions=conditions
             )
             images = [j.with_suffix(".jpg") for j in jsons]
-            readings = predict(args.model, images)  # per frame size: predict wants distinct file names
+            readings = predict(args.model, images, backend=args.backend)  # per frame size: distinct file names
             for j, img in zip(jsons, images, strict=True):
                 lf = load_labelme(j)
                 truth = ground_truth_plates(lf)
@@ -199,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     breakdown = acc.result()
     res = breakdown.overall
     print(
-        f"held-out ({args.n} images, {args.conditions} conditions, {frames}): EIR {_fmt(res['eir'])}  recall "
+        f"held-out ({args.n} images, {args.conditions} conditions, {frames}, {args.backend} back end): EIR "
+        f"{_fmt(res['eir'])}  recall "
         f"{_fmt(res['recall'])}  plate precision {_fmt(res['plate_precision'])}  char accuracy "
         f"{_fmt(res['char_accuracy'])}"
     )
@@ -214,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "n": args.n,
                     "conditions": args.conditions,
+                    "backend": args.backend,
                     "frames": [{"size": frame_name(side), "images": count, "seed": seed} for side, count, seed in plan],
                     "distort_glyphs": args.distort_glyphs,
                     "fonts": [Path(f).name for f in fonts],

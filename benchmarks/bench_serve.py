@@ -7,7 +7,11 @@ Starts ``python -m alpr.serving --model MODEL`` on a free loopback port, sends 1
 - latency with one client: p50 / p95 / p99 / mean over ``--requests`` requests after ``--warmup`` (ms);
 - throughput with 1, 2, 4, 8 concurrent clients (threads, ``--per-client`` requests each): requests/s and the
   p50 / p95 latency seen at that concurrency (ms);
-- peak server RSS (MB; the server process and its children, sampled every 50 ms during the whole run).
+- peak server RSS (MB; the server process and its children, sampled every 50 ms during the whole run);
+- where the time of a request goes, over the one-client requests: the mean milliseconds per request of each stage
+  the server times (``alpr_stage_seconds`` on its ``/metrics``, :mod:`alpr.model.stages`: JPEG decoding,
+  pre-processing, network, decoding/NMS, zoomed pass, reading, V2 JSON encoding) and its share of the mean latency
+  the client saw; the rest is HTTP, kserve and (V1) the response's JSON encoding.
 
 ``--backends onnx,pytorch`` runs the whole benchmark once per back end of the server (``--backend``, one server
 after the other, the same images) and ends with the PyTorch-to-ONNX ratios of the latencies and throughputs.
@@ -281,10 +285,15 @@ def percentiles(latencies_ms: list[float]) -> dict[str, float]:
     }
 
 
-def latency_phase(url: str, bodies: list[bytes], warmup: int, requests: int, timeout_s: float) -> dict:
-    """One client: ``warmup`` requests not measured, then ``requests`` measured; latencies in ms."""
+def latency_phase(
+    url: str, bodies: list[bytes], warmup: int, requests: int, timeout_s: float, after_warmup=None
+) -> dict:
+    """One client: ``warmup`` requests not measured, then ``requests`` measured; latencies in ms.
+    ``after_warmup()`` (optional) is called between the two."""
     deadline = time.monotonic() + timeout_s
     warm = run_client(url, bodies, warmup, 0, deadline)
+    if after_warmup is not None:
+        after_warmup()
     res = run_client(url, bodies, requests, warmup, deadline)
     return {"requests": len(res.latencies_ms), "errors": warm.errors + res.errors, **percentiles(res.latencies_ms)}
 
@@ -319,6 +328,40 @@ def throughput_phase(url: str, bodies: list[bytes], clients: int, per_client: in
     }
 
 
+def stage_totals(base_url: str) -> dict[str, tuple[float, float]]:
+    """``{stage: (sum of seconds, count)}`` of the server's ``alpr_stage_seconds`` histogram (its ``/metrics``,
+    parsed with prometheus_client's parser), summed over models."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from alpr.serving.server import STAGE_METRIC
+
+    text = httpx.get(base_url + "/metrics", timeout=30, trust_env=False).text
+    totals: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != STAGE_METRIC:
+            continue
+        for sample in family.samples:
+            kind = {STAGE_METRIC + "_sum": 0, STAGE_METRIC + "_count": 1}.get(sample.name)
+            if kind is not None:
+                totals.setdefault(sample.labels["stage"], [0.0, 0.0])[kind] += sample.value
+    return {stage: (v[0], v[1]) for stage, v in totals.items()}
+
+
+def stage_means_ms(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean milliseconds per request of each stage between two :func:`stage_totals`, in
+    :data:`alpr.model.stages.STAGES` order (stages with no request in between left out)."""
+    from alpr.model.stages import STAGES
+
+    out = {}
+    for stage in STAGES:
+        s1, n1 = after.get(stage, (0.0, 0.0))
+        s0, n0 = before.get(stage, (0.0, 0.0))
+        if n1 > n0:
+            out[stage] = (s1 - s0) / (n1 - n0) * 1000
+    return out
+
+
 # --- report -------------------------------------------------------------------------------------------------------
 
 
@@ -328,7 +371,8 @@ def format_report(r: dict) -> str:
     lines = [
         f"model: {r['model']} -> {r['model_uri']}, back end: {r.get('backend', 'auto')}",
         f"protocol: {r['protocol']}, {r['batch']} image(s)/request, {WIDTH}x{HEIGHT} JPEG q{r['jpeg_quality']} "
-        f"(mean {r['jpeg_kb']:.0f} KB), server workers: {r['workers']}",
+        f"(mean {r['jpeg_kb']:.0f} KB), server workers: {r['workers']}, ONNX Runtime threads: "
+        f"{r.get('onnx_threads', 0) or 'one per core'}",
         f"machine: {r['cpus']} CPUs, load average before start {r['loadavg_before']}",
         f"server start-up until ready: {r['startup_s']:.1f} s, RSS when ready: {r['rss_ready_mb']:.0f} MB",
         "",
@@ -346,6 +390,13 @@ def format_report(r: dict) -> str:
             f"{t['rps'] * r['batch']:>7.2f} {t['p50']:>8.1f} {t['p95']:>8.1f} {len(t['errors']):>6}"
         )
     lines += ["", f"peak server RSS during the run: {r['rss_peak_mb']:.0f} MB"]
+    if r.get("stages_ms"):
+        lines += ["", f"where a request's time goes (1 client, mean of {lat['requests']} requests):"]
+        other = lat["mean"] - sum(r["stages_ms"].values())
+        rows = [*r["stages_ms"].items(), ("other: HTTP, kserve" + (", JSON" if r["protocol"] == "v1" else ""), other)]
+        for stage, ms in rows:
+            lines.append(f"  {stage:<28} {ms:7.2f} ms {100 * ms / lat['mean']:5.1f} %")
+        lines.append(f"  {'total: the mean latency':<28} {lat['mean']:7.2f} ms")
     errors = lat["errors"] + [e for t in r["throughput"] for e in t["errors"]]
     if errors:
         lines.append(f"first error: {errors[0]}")
@@ -373,6 +424,7 @@ def run_benchmark(args: argparse.Namespace, backend: str = "auto") -> dict:
         "protocol": args.protocol,
         "batch": args.batch,
         "workers": args.workers,
+        "onnx_threads": args.onnx_threads,
         "jpeg_quality": args.jpeg_quality,
         "jpeg_kb": float(np.mean([len(j) for j in jpegs]) / 1024),
         "warmup": args.warmup,
@@ -381,13 +433,28 @@ def run_benchmark(args: argparse.Namespace, backend: str = "auto") -> dict:
     }
     with (
         tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp,
-        served(args.model, args.workers, args.startup_timeout, Path(tmp), ["--backend", backend]) as server,
+        served(
+            args.model,
+            args.workers,
+            args.startup_timeout,
+            Path(tmp),
+            ["--backend", backend, "--onnx-threads", str(args.onnx_threads)],
+        ) as server,
     ):
         url = server.base_url + path
         sampler = server.sampler
         result["startup_s"] = server.startup_s
         result["rss_ready_mb"] = sampler.current_mb()
-        result["latency"] = latency_phase(url, bodies, args.warmup, args.requests, args.phase_timeout)
+        before: dict[str, tuple[float, float]] = {}
+        result["latency"] = latency_phase(
+            url,
+            bodies,
+            args.warmup,
+            args.requests,
+            args.phase_timeout,
+            after_warmup=lambda: before.update(stage_totals(server.base_url)),
+        )
+        result["stages_ms"] = stage_means_ms(before, stage_totals(server.base_url))
         result["throughput"] = [
             throughput_phase(url, bodies, c, args.per_client, args.phase_timeout) for c in args.concurrency
         ]
@@ -401,6 +468,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--protocol", choices=("v1", "v2"), default="v1")
     p.add_argument("--batch", type=int, default=1, help="images per request (default 1)")
     p.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    p.add_argument(
+        "--onnx-threads", type=int, default=0, help="the server's ONNX Runtime intra-op threads (default 0: per core)"
+    )
     p.add_argument("--images", type=int, default=16, help="distinct images generated (default 16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jpeg-quality", type=int, default=90)
@@ -461,15 +531,19 @@ def ratios(slow: dict, fast: dict) -> dict:
     out["rps"] = {
         str(t["clients"]): t["rps"] / slow_rps[t["clients"]] for t in fast["throughput"] if slow_rps.get(t["clients"])
     }
+    slow_st, fast_st = slow.get("stages_ms", {}), fast.get("stages_ms", {})
+    out["stages"] = {k: slow_st[k] / fast_st[k] for k in fast_st if k in slow_st and fast_st[k] > 0}
     return out
 
 
 def format_ratios(r: dict, slow: str, fast: str) -> str:
     """One paragraph of :func:`ratios`."""
     rps = ", ".join(f"{c} client(s) {v:.2f}x" for c, v in r["rps"].items())
+    stages = ", ".join(f"{k} {v:.2f}x" for k, v in r.get("stages", {}).items())
     return (
         f"{slow} / {fast}: latency p50 {r.get('p50', float('nan')):.2f}x, p95 {r.get('p95', float('nan')):.2f}x, "
         f"start-up {r['startup_s']:.2f}x; throughput {fast} / {slow}: {rps}"
+        + (f"; per stage {slow} / {fast}: {stages}" if stages else "")
     )
 
 

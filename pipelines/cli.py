@@ -5,6 +5,7 @@
     alpr tune [--tune-max-trials 12 …]  tune hyperparameters (Katib Experiment, or the local Optuna twin)
     alpr serve --model latest           serve a model with KServe (V1 + V2 REST)
     alpr predict --model latest IMG…    read plates in image files
+    alpr export-onnx MODEL_DIR          add the ONNX export to an older model directory
     alpr deploy --model latest          decide, record (and on a cluster apply) the InferenceService
     alpr monitor [--port 8090 …]        the monitor: prediction log, metrics and drift, the review page
     alpr data synth|import|register|list|show …   annotation versions (= python -m dataset_tools)
@@ -60,6 +61,11 @@ COMMANDS: Final[tuple[Command, ...]] = (
     ),
     Command("serve", "serve a model with KServe (V1 + V2 REST, /metrics)", "alpr.serving.server:main"),
     Command("predict", "read the plates in image files with a model", "alpr.serving.predict:main"),
+    Command(
+        "export-onnx",
+        "add the ONNX export (what the serving image reads) to a model directory without one",
+        "alpr.serving.export:main",
+    ),
     Command(
         "deploy",
         "serve a model if it beats the served one: decide, record, apply the InferenceService",

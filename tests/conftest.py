@@ -186,6 +186,20 @@ def tiny_model_dir(tiny_training, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_onnx_model_dir(tiny_model_dir, tmp_path_factory):
+    """A copy of :func:`tiny_model_dir` with its ONNX export (``model.onnx``, recorded in model.json), as Evaluate
+    publishes models: what the serving image (ONNX Runtime only) serves."""
+    import shutil
+
+    from alpr.model.inference import export_onnx
+
+    dst = tmp_path_factory.mktemp("tiny_onnx_model") / "model"
+    shutil.copytree(tiny_model_dir, dst)
+    export_onnx(dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
 def tiny_plate_training(tiny_coco, tmp_path_factory):
     """A real (tiny) training of the two-stage design's plate detector on :func:`tiny_coco`; returns the
     TrainResult (input 256, trained on 128-px crops, one epoch)."""

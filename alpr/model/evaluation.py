@@ -17,7 +17,7 @@ from pathlib import Path
 
 from alpr.model.checkpoints import load_saved_config, trusted_checkpoint_loading
 from alpr.model.detection_map import detection_map
-from alpr.model.inference import METADATA_FILE, Detections, PlateReader
+from alpr.model.inference import DEFAULT_BACKEND, METADATA_FILE, Detections, PlateReader
 from alpr.model.metrics import METRIC_KEYS, PlateMetrics, plate_metrics, short_metrics
 from alpr.model.reading import MIN_REPORTED_CHARACTERS, read_arrays
 
@@ -68,13 +68,16 @@ def evaluate_checkpoint(
     return metrics
 
 
-def served_metrics(model_dir: Path, data_root: Path, split: str = "val") -> tuple[dict[str, float], list[Detections]]:
+def served_metrics(
+    model_dir: Path, data_root: Path, split: str = "val", *, backend: str = DEFAULT_BACKEND
+) -> tuple[dict[str, float], list[Detections]]:
     """Read ``split`` with the model directory as it serves (:class:`alpr.model.inference.PlateReader`: both stages
     of a two-stage model, its reading settings) and score it: COCO mAP of its detections
     (:func:`alpr.model.detection_map.detection_map`) and the PLATE_SPEC reading metrics.
 
     Evaluate ranks a two-stage model's candidates with it: mmengine's test loop runs the reader alone over whole
-    frames, which says little about how it reads the crops the plate detector gives it.
+    frames, which says little about how it reads the crops the plate detector gives it. ``backend`` is
+    :class:`~alpr.model.inference.PlateReader`'s (``benchmarks/backend_accuracy.py`` compares the two).
 
     Returns:
         ``(metrics, detections)``: ``mAP``, ``mAP_50``, ``eir``, ``plate_precision``, ``char_accuracy`` (NaN where
@@ -89,7 +92,7 @@ def served_metrics(model_dir: Path, data_root: Path, split: str = "val") -> tupl
     images = json.loads(ann.read_text())["images"]
     if not images:
         return {}, []
-    reader = PlateReader(Path(model_dir))
+    reader = PlateReader(Path(model_dir), backend=backend)
     detections = reader.detect_files([data_root / img["file_name"] for img in images])
     readings = [read_arrays(*dets, **reader.thresholds) for dets in detections]
     res = plate_metrics(zip((img.get("plates", []) for img in images), readings))

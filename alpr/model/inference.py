@@ -30,6 +30,7 @@ from alpr.model.crops import ZOOM_GEOMETRY, CropGeometry, zoom_crop
 from alpr.model.crops import geometry as crop_geometry
 from alpr.model.onnx_detector import ONNX_FILE, OnnxDetector, OnnxRecord, export
 from alpr.model.reading import MIN_REPORTED_CHARACTERS, read_arrays
+from alpr.model.stages import READING, ZOOM, StageClock, timed
 from alpr.model.torch_detector import TorchDetector
 from alpr.settings import load_settings
 
@@ -118,8 +119,9 @@ class PlateReader:
         threads: ONNX Runtime intra-op threads (0: one per core).
 
     Raises:
-        ModelError: files missing, the checkpoint does not load, ``backend="onnx"`` on a model without an export, or
-            an exported file whose SHA-256 differs from ``model.json``'s.
+        ModelError: files missing, the checkpoint does not load, ``backend="onnx"`` on a model without an export,
+            an exported file whose SHA-256 differs from ``model.json``'s, or the PyTorch back end asked for (or
+            needed: no export) where torch or mmdetection is not installed (the serving image).
         ValueError: ``backend`` is not one of :data:`BACKENDS`.
     """
 
@@ -174,6 +176,12 @@ class PlateReader:
                 )
             except FileNotFoundError as exc:
                 raise ModelError(f"model {self.model_dir}: {what}{exc}") from exc
+            except ImportError as exc:  # the serving image: ONNX Runtime only (docs/containers.md)
+                raise ModelError(
+                    f"model {self.model_dir}: no ONNX export in {METADATA_FILE}, and the PyTorch back end cannot "
+                    f"run here ({exc}); export the model with `alpr export-onnx {self.model_dir}` where torch and "
+                    "mmdetection are installed (the components image, a `make install` environment)"
+                ) from exc
             _check_classes(det.classes or classes, classes, where)
             return det
 
@@ -226,23 +234,38 @@ class PlateReader:
         """Whether plates are found by a separate plate detector and all read from zoomed crops."""
         return self.plate_detector is not None
 
-    def _run(self, images_bgr: Sequence[np.ndarray], size: int = 0, detector=None, *, batched: bool = False):
+    def _run(
+        self,
+        images_bgr: Sequence[np.ndarray],
+        size: int = 0,
+        detector=None,
+        *,
+        batched: bool = False,
+        clock: StageClock | None = None,
+    ):
         """Run ``detector`` (default: the reader) on ``images_bgr``; per image ``(bboxes, labels, scores)``
         (``TorchDetector.run`` / ``OnnxDetector.run``; none for none)."""
-        return (self.detector if detector is None else detector).run(list(images_bgr), size, batched=batched)
+        return (self.detector if detector is None else detector).run(
+            list(images_bgr), size, batched=batched, clock=clock
+        )
 
-    def _find_plates(self, images_bgr: Sequence[np.ndarray]) -> list[Detections]:
+    def _find_plates(self, images_bgr: Sequence[np.ndarray], clock: StageClock | None = None) -> list[Detections]:
         """The plate detector's plates (:func:`suppress_overlapping_plates` applied), labels mapped to
         :data:`alpr.spec.CLASSES` indices."""
         plate_ids = np.array([spec.class_id(label) for label in spec.PLATE_LABELS])
         out = []
-        for boxes, labels, scores in self._run(images_bgr, 0, self.plate_detector):
+        for boxes, labels, scores in self._run(images_bgr, 0, self.plate_detector, clock=clock):
             keep = suppress_overlapping_plates(boxes, scores)
             out.append((boxes[keep], plate_ids[labels[keep].astype(int)], scores[keep]))
         return out
 
     def detect(
-        self, images_bgr: Sequence[np.ndarray], zoom_below_px: int | None = None, zoom_input_px: int | None = None
+        self,
+        images_bgr: Sequence[np.ndarray],
+        zoom_below_px: int | None = None,
+        zoom_input_px: int | None = None,
+        *,
+        clock: StageClock | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Run the detector on each image; re-read small plates from zoomed crops.
 
@@ -261,16 +284,23 @@ class PlateReader:
             images_bgr: HxWx3 uint8 arrays in BGR order (OpenCV's), any size.
             zoom_below_px: override this reader's :attr:`zoom_below_px` (0: no second pass).
             zoom_input_px: override this reader's :attr:`zoom_input_px` (the crops' detector input; 0: the model's).
+            clock: gets the seconds of the first pass's stages and of the zoomed pass
+                (:mod:`alpr.model.stages`); None: not timed.
 
         Returns:
             Per image ``(bboxes (N, 4) float x1 y1 x2 y2 in that image's pixels, labels (N,) int class indices,
             scores (N,) float)``, before any reading threshold (the config's ``test_cfg.score_thr`` applies).
         """
         zoom = self.zoom_below_px if zoom_below_px is None else int(zoom_below_px)
-        return self.detect_zoom_choices(images_bgr, (zoom,), zoom_input_px)[zoom]
+        return self.detect_zoom_choices(images_bgr, (zoom,), zoom_input_px, clock=clock)[zoom]
 
     def detect_zoom_choices(
-        self, images_bgr: Sequence[np.ndarray], zoom_choices: Sequence[int], zoom_input_px: int | None = None
+        self,
+        images_bgr: Sequence[np.ndarray],
+        zoom_choices: Sequence[int],
+        zoom_input_px: int | None = None,
+        *,
+        clock: StageClock | None = None,
     ) -> dict[int, list[Detections]]:
         """:meth:`detect` for several ``zoom_below_px`` values at the cost of the largest one.
 
@@ -290,41 +320,46 @@ class PlateReader:
         images = list(images_bgr)
         if self.two_stage:
             # Plates from the plate detector at its own input; every plate is read from its zoomed crop.
-            first = self._find_plates(images)
+            first = self._find_plates(images, clock)
             widest, sizes = math.inf, [self.plate_input_size] * len(images)
         else:
-            first = self._run(images)
+            first = self._run(images, clock=clock)
             widest, sizes = max(choices), [self.input_size] * len(images)
-        crops, where = [], []
-        if widest > 0:
-            for i, (img, dets, size) in enumerate(zip(images, first, sizes)):
-                scale = size / max(img.shape[:2])
-                for plate_box, (cx0, cy0, cx1, cy1) in zoom_regions(
-                    img.shape[:2], dets, size, widest, self.thresholds["plate_score_thr"], self.crop_geometry
-                ):
-                    crops.append(np.ascontiguousarray(img[cy0:cy1, cx0:cx1]))
-                    where.append((i, plate_box, (cx0, cy0), (plate_box[2] - plate_box[0]) * scale))
-        crop_size = self.zoom_input_px if zoom_input_px is None else int(zoom_input_px)
-        crop_dets = self._run(crops, crop_size, batched=self.batch_crops)
-        out: dict[int, list[Detections]] = {}
-        for zoom in choices:
-            merged = list(first)
-            for (i, plate_box, offset, width), dets in zip(where, crop_dets):
-                if self.two_stage or width < zoom:
-                    merged[i] = merge_zoomed(merged[i], plate_box, offset, dets)
-            out[zoom] = merged
+        with timed(clock, ZOOM):
+            crops, where = [], []
+            if widest > 0:
+                for i, (img, dets, size) in enumerate(zip(images, first, sizes)):
+                    scale = size / max(img.shape[:2])
+                    for plate_box, (cx0, cy0, cx1, cy1) in zoom_regions(
+                        img.shape[:2], dets, size, widest, self.thresholds["plate_score_thr"], self.crop_geometry
+                    ):
+                        crops.append(np.ascontiguousarray(img[cy0:cy1, cx0:cx1]))
+                        where.append((i, plate_box, (cx0, cy0), (plate_box[2] - plate_box[0]) * scale))
+            crop_size = self.zoom_input_px if zoom_input_px is None else int(zoom_input_px)
+            crop_dets = self._run(crops, crop_size, batched=self.batch_crops)
+            out: dict[int, list[Detections]] = {}
+            for zoom in choices:
+                merged = list(first)
+                for (i, plate_box, offset, width), dets in zip(where, crop_dets):
+                    if self.two_stage or width < zoom:
+                        merged[i] = merge_zoomed(merged[i], plate_box, offset, dets)
+                out[zoom] = merged
         return out
 
-    def read(self, images_bgr: Sequence[np.ndarray]) -> list[dict]:
+    def read(self, images_bgr: Sequence[np.ndarray], *, clock: StageClock | None = None) -> list[dict]:
         """Read the plates of each image.
 
         Args:
             images_bgr: HxWx3 uint8 arrays in BGR order (OpenCV's), any size.
+            clock: gets the seconds of each stage (:mod:`alpr.model.stages`: the first pass's pre-processing,
+                network and decoding, the zoomed pass, the reading rules); None: not timed.
 
         Returns:
             One PLATE_SPEC reading per image, boxes in that image's pixels.
         """
-        return [read_arrays(b, labels, s, **self.thresholds) for b, labels, s in self.detect(images_bgr)]
+        detections = self.detect(images_bgr, clock=clock)
+        with timed(clock, READING):
+            return [read_arrays(b, labels, s, **self.thresholds) for b, labels, s in detections]
 
     def detect_files(
         self,

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from alpr.model.stages import NETWORK, POSTPROCESS, PREPROCESS, StageClock, timed
+
 __all__ = [
     "ONNX_FILE",
     "ONNX_OPSET",
@@ -416,31 +418,43 @@ class OnnxDetector:
         return self.record.input_size
 
     def run(
-        self, images_bgr: Sequence[np.ndarray], size: int = 0, *, batched: bool = False
+        self,
+        images_bgr: Sequence[np.ndarray],
+        size: int = 0,
+        *,
+        batched: bool = False,
+        clock: StageClock | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Detect in each image: per image ``(bboxes (N, 4), labels (N,), scores (N,))`` as :func:`decode`.
 
         ``size`` is the input long side (0: the record's). ``batched`` runs the images as one batch, padded at the
         bottom and right to the largest (with the mean pixel, which the graph normalises to 0, as mmdetection's
-        data preprocessor pads a batch), else one at a time.
+        data preprocessor pads a batch), else one at a time. ``clock`` (optional) gets the seconds of
+        :data:`~alpr.model.stages.PREPROCESS`, :data:`~alpr.model.stages.NETWORK` and
+        :data:`~alpr.model.stages.POSTPROCESS`.
         """
         size = int(size) or self.record.input_size
-        prepared = [letterbox(img, size, pad_to_stride=self.pad_to_stride) for img in images_bgr]
+        with timed(clock, PREPROCESS):
+            prepared = [letterbox(img, size, pad_to_stride=self.pad_to_stride) for img in images_bgr]
         groups = [list(range(len(prepared)))] if batched and len(prepared) > 1 else [[i] for i in range(len(prepared))]
         out: list[Any] = [None] * len(prepared)
         n = len(self.record.strides)
         for group in groups:
-            hmax = max(prepared[i][0].shape[0] for i in group)
-            wmax = max(prepared[i][0].shape[1] for i in group)
-            batch = np.empty((len(group), 3, hmax, wmax), np.float32)
-            batch[:] = np.asarray(self.record.mean, np.float32).reshape(1, 3, 1, 1)
-            for k, i in enumerate(group):
-                arr = prepared[i][0]
-                batch[k, :, : arr.shape[0], : arr.shape[1]] = arr.transpose(2, 0, 1)
-            outputs = self.session.run(list(self.record.output_names), {self.record.input_name: batch})
-            for k, i in enumerate(group):
-                padded, _, scale = prepared[i]
-                # mmdetection's Pad sets img_shape to the padded shape: boxes are clipped to that, not to the image
-                img_shape = padded.shape[:2]
-                out[i] = decode([o[k] for o in outputs[:n]], [o[k] for o in outputs[n:]], self.record, img_shape, scale)
+            with timed(clock, PREPROCESS):
+                hmax = max(prepared[i][0].shape[0] for i in group)
+                wmax = max(prepared[i][0].shape[1] for i in group)
+                batch = np.empty((len(group), 3, hmax, wmax), np.float32)
+                batch[:] = np.asarray(self.record.mean, np.float32).reshape(1, 3, 1, 1)
+                for k, i in enumerate(group):
+                    arr = prepared[i][0]
+                    batch[k, :, : arr.shape[0], : arr.shape[1]] = arr.transpose(2, 0, 1)
+            with timed(clock, NETWORK):
+                outputs = self.session.run(list(self.record.output_names), {self.record.input_name: batch})
+            with timed(clock, POSTPROCESS):
+                for k, i in enumerate(group):
+                    padded, _, scale = prepared[i]
+                    # mmdetection's Pad sets img_shape to the padded shape: boxes are clipped to that, not the image's
+                    img_shape = padded.shape[:2]
+                    scores, boxes = [o[k] for o in outputs[:n]], [o[k] for o in outputs[n:]]
+                    out[i] = decode(scores, boxes, self.record, img_shape, scale)
         return out

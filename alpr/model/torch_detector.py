@@ -14,6 +14,7 @@ import numpy as np
 
 from alpr.defaults import TRAINING_DEFAULTS
 from alpr.model.checkpoints import load_saved_config
+from alpr.model.stages import NETWORK, POSTPROCESS, PREPROCESS, StageClock, timed
 
 __all__ = ["TorchDetector", "inference_pipeline", "input_size_of"]
 
@@ -100,7 +101,14 @@ class TorchDetector:
             self._pipelines[size] = inference_pipeline(self.model, size, pad_to_stride=self.pad_to_stride)
         return self._pipelines[size]
 
-    def run(self, images_bgr: Sequence[np.ndarray], size: int = 0, *, batched: bool = False) -> list[Detections]:
+    def run(
+        self,
+        images_bgr: Sequence[np.ndarray],
+        size: int = 0,
+        *,
+        batched: bool = False,
+        clock: StageClock | None = None,
+    ) -> list[Detections]:
         """Detect in each image; per image ``(bboxes (N, 4) float64, labels (N,) int, scores (N,) float64)`` in
         that image's pixels, after the config's ``test_cfg`` (score threshold, NMS, ``max_per_img``).
 
@@ -108,30 +116,44 @@ class TorchDetector:
         largest, a multiple of 32, at the bottom and right; boxes are mapped back per image), else one at a time as
         ``mmdet.apis.inference_detector`` does. The zoomed crops of one frame are all about the same size, so a
         batch costs little padding and saves the per-call overhead of the network.
+
+        The steps are those of ``inference_detector`` and ``BaseModel.test_step`` (test pipeline, data
+        preprocessor, then for a single-stage detector ``extract_feat``, the head's forward and ``predict_by_feat``,
+        as ``SingleStageDetector.predict`` runs them), spelled out so that ``clock`` (optional) gets the seconds of
+        :data:`~alpr.model.stages.PREPROCESS`, :data:`~alpr.model.stages.NETWORK` and
+        :data:`~alpr.model.stages.POSTPROCESS`. Other detectors run ``predict`` whole, timed as the network.
         """
-        from mmdet.apis import inference_detector
+        import torch
+        from mmdet.models.detectors import SingleStageDetector
 
         if not images_bgr:
             return []
-        if batched and len(images_bgr) > 1:
-            import torch
-
-            pipeline = self.pipeline(size)
-            data = [pipeline({"img": img, "img_id": 0}) for img in images_bgr]
+        pipeline = self.pipeline(size)
+        groups = (
+            [list(range(len(images_bgr)))] if batched and len(images_bgr) > 1 else [[i] for i in range(len(images_bgr))]
+        )
+        out: list = [None] * len(images_bgr)
+        for group in groups:
+            with timed(clock, PREPROCESS):
+                data = [pipeline({"img": images_bgr[i], "img_id": 0}) for i in group]
+                batch = self.model.data_preprocessor(
+                    {"inputs": [d["inputs"] for d in data], "data_samples": [d["data_samples"] for d in data]}, False
+                )
             with torch.no_grad():
-                results = self.model.test_step(
-                    {"inputs": [d["inputs"] for d in data], "data_samples": [d["data_samples"] for d in data]}
-                )
-        else:
-            results = inference_detector(self.model, list(images_bgr), test_pipeline=self.pipeline(size))
-        out = []
-        for res in results:
-            pred = res.pred_instances
-            out.append(
-                (
-                    pred.bboxes.cpu().numpy().reshape(-1, 4).astype(np.float64),
-                    pred.labels.cpu().numpy(),
-                    pred.scores.cpu().numpy().astype(np.float64),
-                )
-            )
+                if isinstance(self.model, SingleStageDetector):
+                    with timed(clock, NETWORK):
+                        outs = self.model.bbox_head(self.model.extract_feat(batch["inputs"]))
+                    with timed(clock, POSTPROCESS):
+                        metas = [sample.metainfo for sample in batch["data_samples"]]
+                        preds = self.model.bbox_head.predict_by_feat(*outs, batch_img_metas=metas, rescale=True)
+                else:
+                    with timed(clock, NETWORK):
+                        preds = [r.pred_instances for r in self.model(**batch, mode="predict")]
+            with timed(clock, POSTPROCESS):
+                for i, pred in zip(group, preds):
+                    out[i] = (
+                        pred.bboxes.cpu().numpy().reshape(-1, 4).astype(np.float64),
+                        pred.labels.cpu().numpy(),
+                        pred.scores.cpu().numpy().astype(np.float64),
+                    )
         return out

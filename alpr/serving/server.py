@@ -5,10 +5,10 @@ parser (``--model_name`` (default ``alpr``), ``--http_port`` (default 8080), ``-
 ``--enable_grpc`` (default false here), ``--max_asyncio_workers``, ...), and the project's: ``--model`` (a model
 directory, ``gs://`` URI or ``latest``), ``--model_dir`` (KServe's convention: a ServingRuntime passes
 ``--model_name={{.Name}} --model_dir=/mnt/models --http_port=8080``), ``--http-port`` (alias of ``--http_port``),
-``--max-instances``, ``--max-megapixels``, ``--device``, and the prediction log's (KServe's payload logger,
-:mod:`alpr.serving.eventlog`): ``--log-url`` (none: no log), ``--log-mode`` (``all``, ``request``, ``response``),
-``--log-queue-size``, ``--log-timeout``. The model comes from ``--model``, else ``--model_dir``, else
-``$STORAGE_URI``; with none of them the command exits with status 2 naming the three.
+``--max-instances``, ``--max-megapixels``, ``--device``, ``--backend``, ``--onnx-threads``, and the prediction
+log's (KServe's payload logger, :mod:`alpr.serving.eventlog`): ``--log-url`` (none: no log), ``--log-mode``
+(``all``, ``request``, ``response``), ``--log-queue-size``, ``--log-timeout``. The model comes from ``--model``,
+else ``--model_dir``, else ``$STORAGE_URI``; with none of them the command exits with status 2 naming the three.
 
 :class:`ALPRModel` (model name ``alpr`` by default, ``--model_name`` otherwise: ``<name>`` below) is a
 ``kserve.Model`` reading plates with :class:`alpr.model.inference.PlateReader`. The API is ``docs/PLATE_SPEC.md``
@@ -45,7 +45,9 @@ Endpoints (:class:`ALPRModelServer`, kserve 0.21; it listens on 0.0.0.0, all int
                                       ``request_predict_seconds``, ``request_postprocess_seconds`` (label
                                       ``model_name="<name>"``; seconds), the prediction log's counters
                                       ``alpr_payload_log_sent_total``, ``..._dropped_total``, ``..._failed_total``
-                                      (:mod:`alpr.serving.eventlog`) and the process/python collectors
+                                      (:mod:`alpr.serving.eventlog`), ``alpr_stage_seconds`` (label ``stage``:
+                                      where each request's time went, :mod:`alpr.model.stages`) and the
+                                      process/python collectors
 ``GET /openapi.json``                 FastAPI's OpenAPI document of these routes
 ``POST /v1/models/<name>:predict``    V1 inference
 ``POST /v2/models/<name>/infer``      V2 inference
@@ -67,7 +69,8 @@ Note: ``import kserve`` parses ``sys.argv`` with kserve's own lenient parser (``
 allowed) and reads ``--configure_logging`` / ``--log_config_file`` / the predictor options from there. The
 project's options do not collide with it: ``--model`` is read there as an abbreviation of ``--model_name`` and
 then ignored (this CLI parses the command line again, without abbreviations); ``--model_dir``, ``--http-port``,
-``--max-instances``, ``--max-megapixels``, ``--device`` and ``--backend`` are unknown to it and skipped.
+``--max-instances``, ``--max-megapixels``, ``--device``, ``--backend`` and ``--onnx-threads`` are unknown to it and
+skipped.
 """
 
 from __future__ import annotations
@@ -96,9 +99,12 @@ from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
+from prometheus_client import Histogram
 
 from alpr import logs
+from alpr.model import stages
 from alpr.model.inference import DEFAULT_BACKEND, ModelError, PlateReader, fetch_model, resolve_model_uri
+from alpr.model.stages import StageClock
 from alpr.serving import eventlog
 from alpr.serving.codec import (
     DEFAULT_MAX_IMAGE_BYTES,
@@ -136,6 +142,15 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "alpr"
 #: Default HTTP port (KServe's).
 DEFAULT_HTTP_PORT = 8080
+#: Prometheus histogram of the seconds one request spends in each stage of a reading (label ``stage``, one of
+#: :data:`alpr.model.stages.STAGES`; ``model_name``): ``make bench-serve`` prints each stage's share from it.
+STAGE_METRIC = "alpr_stage_seconds"
+_STAGE_SECONDS = Histogram(
+    STAGE_METRIC,
+    "Seconds a request spent in each stage of reading its plates (alpr.model.stages).",
+    ["model_name", "stage"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
 
 
 @dataclass
@@ -151,6 +166,8 @@ class DecodedBatch:
     images: list[np.ndarray]
     protocol: str
     request: InferRequest | None = field(default=None, repr=False)
+    #: Seconds spent decoding the images (:data:`alpr.model.stages.DECODE`).
+    decode_s: float = 0.0
 
 
 # --- the model ---------------------------------------------------------------------------------------------------
@@ -166,6 +183,7 @@ class ALPRModel(kserve.Model):
         device: torch device string (``cpu``, ``cuda:0``) of the PyTorch back end.
         backend: :class:`~alpr.model.inference.PlateReader`'s back end (``auto``: ONNX Runtime when the model has
             an export, else PyTorch; ``onnx``; ``pytorch``).
+        threads: ONNX Runtime intra-op threads (0: one per core).
         max_instances: most images in one request.
         max_pixels: most pixels (width x height) in one image.
         max_image_bytes: most bytes in one encoded image.
@@ -179,6 +197,7 @@ class ALPRModel(kserve.Model):
         *,
         device: str = "cpu",
         backend: str = DEFAULT_BACKEND,
+        threads: int = 0,
         max_instances: int = DEFAULT_MAX_INSTANCES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
@@ -190,6 +209,7 @@ class ALPRModel(kserve.Model):
         self.cache_dir = Path(cache_dir)
         self.device = device
         self.backend = backend
+        self.threads = int(threads)
         self.max_instances = max_instances
         self.max_pixels = max_pixels
         self.max_image_bytes = max_image_bytes
@@ -254,7 +274,7 @@ class ALPRModel(kserve.Model):
         with self._load_lock:
             if self._reader is None:
                 local = fetch_model(self.model_uri, self.cache_dir)
-                self._reader = PlateReader(local, device=self.device, backend=self.backend)
+                self._reader = PlateReader(local, device=self.device, backend=self.backend, threads=self.threads)
                 log.info(
                     "model %s loaded from %s (%s), %s back end", self.name, self.model_uri, local, self._reader.backend
                 )
@@ -286,13 +306,17 @@ class ALPRModel(kserve.Model):
                 encoded, protocol, request = v2_encoded_images(payload, self.max_instances), "v2", payload
             else:
                 encoded, protocol, request = v1_encoded_images(payload, self.max_instances), "v1", None
-            images = await asyncio.get_running_loop().run_in_executor(None, self._decode_all, encoded)
+            images, seconds = await asyncio.get_running_loop().run_in_executor(None, self._decode_all, encoded)
         except RequestError as exc:
             raise InvalidInput(str(exc)) from None
-        return DecodedBatch(images=images, protocol=protocol, request=request)
+        return DecodedBatch(images=images, protocol=protocol, request=request, decode_s=seconds)
 
-    def _decode_all(self, encoded: list[Any]) -> list[np.ndarray]:
-        return decode_images(encoded, max_pixels=self.max_pixels, max_bytes=self.max_image_bytes)
+    def _decode_all(self, encoded: list[Any]) -> tuple[list[np.ndarray], float]:
+        """The decoded images and the seconds decoding took."""
+        clock = StageClock()
+        with clock.stage(stages.DECODE):
+            images = decode_images(encoded, max_pixels=self.max_pixels, max_bytes=self.max_image_bytes)
+        return images, clock.seconds[stages.DECODE]
 
     async def predict(
         self, payload: DecodedBatch | dict | InferRequest, headers: dict[str, str] | None = None
@@ -311,18 +335,34 @@ class ALPRModel(kserve.Model):
             InferenceError: the model is not loaded, or failed on the batch.
         """
         batch = payload if isinstance(payload, DecodedBatch) else await self.preprocess(payload, headers)
-        readings = await asyncio.get_running_loop().run_in_executor(None, self._read, batch.images)
+        clock = StageClock()
+        readings = await asyncio.get_running_loop().run_in_executor(None, self._read, batch.images, clock)
         if batch.protocol == "v2":
-            return self._v2_response(batch.request, readings)
-        return {"predictions": readings}
+            with clock.stage(stages.ENCODE):
+                response = self._v2_response(batch.request, readings)
+        else:
+            response = {"predictions": readings}
+        self._observe(batch, clock)
+        return response
 
-    def _read(self, images: list[np.ndarray]) -> list[dict]:
-        """Run the reader on one batch, one batch at a time; model errors become InferenceError."""
+    def _observe(self, batch: DecodedBatch, clock: StageClock) -> None:
+        """Add one request's stages to :data:`STAGE_METRIC`: every stage of :data:`alpr.model.stages.STAGES` (0 for
+        one it did not pass, such as the zoomed pass of a frame without plates), but the encoding on V1, which
+        kserve does after the model."""
+        for stage in stages.STAGES:
+            if stage == stages.ENCODE and batch.protocol != "v2":
+                continue
+            seconds = batch.decode_s if stage == stages.DECODE else clock.seconds.get(stage, 0.0)
+            _STAGE_SECONDS.labels(model_name=self.name, stage=stage).observe(seconds)
+
+    def _read(self, images: list[np.ndarray], clock: StageClock | None = None) -> list[dict]:
+        """Run the reader on one batch, one batch at a time (``clock``: its stages, :mod:`alpr.model.stages`);
+        model errors become InferenceError."""
         if self._reader is None:
             raise InferenceError(f"model {self.name} is not loaded: call load() first")
         with self._lock:
             try:
-                readings = self._reader.read(images)
+                readings = self._reader.read(images, clock=clock)
             except Exception as exc:  # any model failure is reported as an inference error
                 log.exception("model %s failed on a batch of %d images", self.name, len(images))
                 raise InferenceError(
@@ -537,6 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, help="most megapixels per image")
     own.add_argument("--device", default="cpu", help="torch device (the PyTorch back end)")
     add_backend_argument(own)
+    own.add_argument(
+        "--onnx-threads",
+        dest="threads",
+        type=int,
+        default=0,
+        help="ONNX Runtime intra-op threads per model copy (0: one per core); with --workers N, cores / N",
+    )
     plog = p.add_argument_group("prediction log (KServe's payload logger format: CloudEvents, alpr.serving.eventlog)")
     plog.add_argument(
         "--log-url", default=None, help="send each inference's request and response to this URL (default: no log)"
@@ -577,6 +624,8 @@ def _parse_args(argv: list[str] | None, environ: dict[str, str] | None = None) -
         )
     if args.workers < 1:
         p.error(f"--workers must be >= 1, got {args.workers}")
+    if args.threads < 0:
+        p.error(f"--onnx-threads must be >= 0 (0: one per core), got {args.threads}")
     if not args.max_megapixels > 0:
         p.error(f"--max-megapixels must be > 0, got {args.max_megapixels}")
     if not args.log_timeout > 0:
@@ -613,6 +662,7 @@ def build_model(
     name: str = MODEL_NAME,
     device: str = "cpu",
     backend: str = DEFAULT_BACKEND,
+    threads: int = 0,
     max_instances: int = DEFAULT_MAX_INSTANCES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ALPRModel:
@@ -630,6 +680,7 @@ def build_model(
         cache_dir=settings.cache_dir / "models",
         device=device,
         backend=backend,
+        threads=threads,
         max_instances=max_instances,
         max_pixels=max_pixels,
     )
@@ -647,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
             name=args.model_name,
             device=args.device,
             backend=args.backend,
+            threads=args.threads,
             max_instances=args.max_instances,
             max_pixels=int(args.max_megapixels * 1e6),
         )

@@ -81,7 +81,7 @@ def test_hadolint_passes():
 
 def test_targets_exist_and_run_as_non_root():
     stages = _stages()
-    assert {"build", "runtime", "components", "serving"} <= set(stages)
+    assert {"build", "runtime", "components", "serving-build", "serving"} <= set(stages)
     for target in ("components", "serving"):
         users = _effective(stages, target, "USER")
         assert users, f"{target}: no USER"
@@ -108,6 +108,21 @@ def test_serving_target_runs_the_kserve_model_server_on_8080():
     runtime_args = ["--model_name=plates-prod", "--model_dir=/mnt/models", "--http_port=8080"]
     on_kserve = _parse_args(runtime_args, environ={"STORAGE_URI": env["STORAGE_URI"]})
     assert (on_kserve.model, on_kserve.http_port, on_kserve.model_name) == ("/mnt/models", 8080, "plates-prod")
+
+
+def test_the_serving_target_is_built_without_torch_mmcv_or_mmdet():
+    """The serving image copies only from ``serving-build``, which installs containers/requirements.py --serving
+    (``[tool.alpr] serving-packages``) and the project without its dependencies: ONNX Runtime serving, no torch."""
+    stages = _stages()
+    assert stages["serving"]["base"] == "${PYTHON_IMAGE}"
+    sources = {re.search(r"--from=(\S+)", r).group(1) for w, r in stages["serving"]["ins"] if w == "COPY"}
+    assert sources == {"serving-build"}
+    installs = re.findall(r"pip install[^&]*", " ".join(r for w, r in stages["serving-build"]["ins"] if w == "RUN"))
+    assert any("-r requirements/serving.txt" in i for i in installs), installs
+    assert all("--no-deps" in i for i in installs if " -e ." in i), installs
+    assert not [i for i in installs if re.search(r"torch|mmcv|mmdet|requirements/runtime", i)], installs
+    requirements_stage = " ".join(r for w, r in stages["requirements"]["ins"] if w == "RUN")
+    assert "requirements.py --serving" in requirements_stage
 
 
 def test_versions_are_pinned():

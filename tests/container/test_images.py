@@ -71,10 +71,12 @@ def test_components_image_runs_the_library(images, podman):
 
 
 def test_image_sizes(images, podman):
-    """The goals of the issue: components <= 3 GB; serving shares its layers (see docs/containers.md)."""
+    """components <= 3 GB; the serving image (ONNX Runtime, no torch) <= 0.9 GB, a third of it (the figures, and
+    why the 500 MB goal is not met: docs/containers.md, containers/measure.py)."""
     sizes = {target: inspect(podman, name)["Size"] for target, name in images.items()}
     print("image sizes (bytes):", json.dumps(sizes))
     assert sizes["components"] <= 3e9, sizes
+    assert sizes["serving"] <= 0.9e9, sizes
 
 
 def test_no_certificate_bundle_or_credentials_in_any_layer(images, podman, tmp_path):

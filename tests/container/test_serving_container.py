@@ -2,7 +2,8 @@
 read-only, the root file system is read-only, the user is uid 10001, and PLATE_SPEC's V1 and V2 requests, the
 readiness routes and /metrics answer from outside the container on a loopback port. SIGTERM stops it (--init).
 
-The model is the tiny trained model of tests/conftest.py (``tiny_model_dir``): a real mmdetection model.
+The model is the tiny trained model of tests/conftest.py with its ONNX export (``tiny_onnx_model_dir``): a real
+mmdetection model, served on ONNX Runtime -- the image has no torch, mmcv or mmdet.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def wait_container_ready(client: httpx.Client, path: str, podman: str, name: str
 
 
 @pytest.fixture(scope="module")
-def served(images, podman, tiny_model_dir, tiny_coco):
+def served(images, podman, tiny_onnx_model_dir, tiny_coco):
     """The serving container on a free loopback port, ready; yields (client, container name, seconds to ready)."""
     import shutil
     import tempfile
@@ -65,7 +66,7 @@ def served(images, podman, tiny_model_dir, tiny_coco):
 
     shared = Path(tempfile.mkdtemp(prefix="alpr-serving-"))
     shared.chmod(0o755)
-    model_dir = world_readable_copy(tiny_model_dir, shared / "model")
+    model_dir = world_readable_copy(tiny_onnx_model_dir, shared / "model")
     name = f"alpr-serving-test-{int(time.time())}"
     port = free_port()
     started = time.monotonic()
@@ -137,7 +138,7 @@ def test_metrics(served, encoded):
         assert f'{metric}_count{{model_name="{MODEL_NAME}"}}' in text, metric
 
 
-def test_sigterm_stops_the_server(images, podman, tiny_model_dir, served):
+def test_sigterm_stops_the_server(images, podman, served):
     """`podman stop` sends SIGTERM: the server exits by itself, well before the kill after 20 s (exit 137)."""
     _, name, _ = served
     started = time.monotonic()
@@ -147,7 +148,7 @@ def test_sigterm_stops_the_server(images, podman, tiny_model_dir, served):
     assert code != "137" and seconds < 20, (code, seconds)
 
 
-def test_serves_as_the_serving_runtime_starts_it(images, podman, tiny_model_dir, encoded):
+def test_serves_as_the_serving_runtime_starts_it(images, podman, tiny_onnx_model_dir, encoded):
     """The serving image started with the committed ServingRuntime's own args (``{{.Name}}`` = the
     InferenceService's name) and the model at ``/mnt/models``, where KServe's storage initializer puts the
     ``storageUri`` (no ``STORAGE_URI``, no database, no bucket): it serves the model under that name, refuses the
@@ -166,7 +167,7 @@ def test_serves_as_the_serving_runtime_starts_it(images, podman, tiny_model_dir,
     assert "--model_dir=/mnt/models" in args
     shared = Path(tempfile.mkdtemp(prefix="alpr-runtime-"))
     shared.chmod(0o755)
-    model_dir = world_readable_copy(tiny_model_dir, shared / "model")
+    model_dir = world_readable_copy(tiny_onnx_model_dir, shared / "model")
     name = f"alpr-runtime-test-{int(time.time())}"
     port = free_port()
     cmd = [podman, "run", "-d", "--name", name, "--init", "--read-only", "--tmpfs", "/tmp:rw,mode=1777"]
@@ -186,3 +187,59 @@ def test_serves_as_the_serving_runtime_starts_it(images, podman, tiny_model_dir,
         client.close()
         run([podman, "rm", "-f", "-t", "5", name], check=False)
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_the_image_has_no_torch_mmcv_or_mmdet(images, podman):
+    code = (
+        "import importlib.util as u, onnxruntime, cv2, kserve; "
+        "print([m for m in ('torch', 'torchvision', 'mmcv', 'mmdet', 'mmengine') if u.find_spec(m)])"
+    )
+    out = run([podman, "run", "--rm", "--read-only", "--entrypoint", "python", images["serving"], "-c", code])
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def _serve_once(podman: str, image: str, model_dir, encoded: list[str]) -> httpx.Response | str:
+    """Start the serving image on ``model_dir``; the V1 response to ``encoded`` once ready, or the container's log
+    when it exits first."""
+    name = f"alpr-serving-once-{time.monotonic_ns()}"
+    port = free_port()
+    run(serving_command(podman, image, name, model_dir, port))
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, trust_env=False)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            state = run([podman, "inspect", "--format", "{{.State.Status}}", name], check=False).stdout.strip()
+            if state != "running":
+                logs = run([podman, "logs", name], check=False)
+                code = run([podman, "inspect", "--format", "{{.State.ExitCode}}", name], check=False).stdout
+                return f"exit {code.strip()}\n{logs.stdout}{logs.stderr}"
+            try:
+                if client.get(f"/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200:
+                    return post_json(client, f"/v1/models/{MODEL_NAME}:predict", v1_body(*encoded))
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+        pytest.fail(f"neither ready nor stopped after {READY_TIMEOUT_S} s")
+    finally:
+        client.close()
+        run([podman, "rm", "-f", "-t", "5", name], check=False)
+
+
+def test_a_hostile_config_py_is_not_run(images, podman, tiny_onnx_model_dir, encoded, shared_tmp):
+    """Whoever can write to the model bucket cannot run code in the server: the model's config.py (here one that
+    would stop the load) is never executed; the ONNX export and model.json are read as data."""
+    model_dir = world_readable_copy(tiny_onnx_model_dir, shared_tmp / "model")
+    (model_dir / "config.py").write_text("raise SystemExit('config.py was executed')\n")
+    (model_dir / "config.py").chmod(0o644)
+    response = _serve_once(podman, images["serving"], model_dir, encoded[:1])
+    assert not isinstance(response, str), response[-3000:]
+    check_v1_predictions(response, 1)
+
+
+def test_a_model_without_its_export_is_refused_naming_the_way_out(images, podman, tiny_model_dir, encoded, shared_tmp):
+    """A model directory written before Evaluate exported models: the server exits 1 and says how to export it."""
+    model_dir = world_readable_copy(tiny_model_dir, shared_tmp / "model")
+    outcome = _serve_once(podman, images["serving"], model_dir, encoded[:1])
+    assert isinstance(outcome, str), "served a model without an ONNX export in an image without torch"
+    assert outcome.startswith("exit 1"), outcome[-3000:]
+    assert "no ONNX export in model.json" in outcome and "alpr export-onnx" in outcome, outcome[-3000:]

@@ -26,6 +26,7 @@ def test_help_lists_every_command(capsys):
         "tune",
         "serve",
         "predict",
+        "export-onnx",
         "deploy",
         "data",
         "db",

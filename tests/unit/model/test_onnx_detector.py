@@ -201,6 +201,24 @@ def test_both_back_ends_give_the_same_detections(exported_models, tiny_coco, des
     assert compared > 0, "the tiny model detected nothing to compare"
 
 
+@pytest.mark.parametrize("backend", ["onnx", "pytorch"])
+def test_a_clock_gets_every_stage_of_a_two_stage_reading(exported_models, tiny_coco, backend):
+    """Both back ends time the first pass's pre-processing, network and decoding, the zoomed pass and the reading;
+    the clock changes no reading."""
+    from alpr.model import stages
+    from alpr.model.inference import PlateReader
+    from alpr.model.stages import StageClock
+
+    reader = PlateReader(exported_models["two_stage"], backend=backend, plate_score_thr=0.001)
+    images = _images(tiny_coco)[:2]
+    clock = StageClock()
+    assert reader.read(images, clock=clock) == reader.read(images)
+    assert set(clock.seconds) == {
+        stages.PREPROCESS, stages.NETWORK, stages.POSTPROCESS, stages.ZOOM, stages.READING
+    }  # fmt: skip
+    assert all(v > 0 for v in clock.seconds.values()), clock.seconds
+
+
 def test_the_onnx_back_end_runs_no_code_from_the_model_directory(exported_models, tiny_coco, tmp_path):
     from alpr.model.inference import PlateReader
 

@@ -312,6 +312,37 @@ def test_live_metrics(server, images):
         assert f'{name}_count{{model_name="alpr"}}' in text, name
 
 
+def _stage_counts(server) -> dict[str, tuple[float, float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from alpr.serving.server import STAGE_METRIC
+
+    out: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(server.get("/metrics").text):
+        if family.name == STAGE_METRIC:
+            for sample in family.samples:
+                if sample.name in (STAGE_METRIC + "_sum", STAGE_METRIC + "_count"):
+                    assert sample.labels["model_name"] == "alpr"
+                    out.setdefault(sample.labels["stage"], [0.0, 0.0])[sample.name.endswith("_count")] += sample.value
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def test_live_stage_seconds_count_every_request_once_per_stage(server, images):
+    """``alpr_stage_seconds``: one observation per request and stage (the V2 JSON encoding on V2 only), the
+    network's seconds positive."""
+    from alpr.model import stages
+
+    before = _stage_counts(server)
+    assert post_json(server, "/v1/models/alpr:predict", v1_body(_b64(images["png"]))).status_code == 200
+    assert post_json(server, "/v2/models/alpr/infer", v2_body([_b64(images["jpeg"])])).status_code == 200
+    after = _stage_counts(server)
+    for stage in stages.STAGES:
+        added = after[stage][1] - before.get(stage, (0.0, 0.0))[1]
+        assert added == (1 if stage == stages.ENCODE else 2), (stage, added)
+    for stage in (stages.DECODE, stages.PREPROCESS, stages.NETWORK, stages.POSTPROCESS, stages.READING):
+        assert after[stage][0] > before.get(stage, (0.0, 0.0))[0], stage
+
+
 # --- the command line: KServe's options through kserve's parser, and the project's ------------------------------
 
 

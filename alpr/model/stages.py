@@ -1,0 +1,68 @@
+"""Where a reading's time goes: seconds per named stage, summed over one call.
+
+:class:`PlateReader.read <alpr.model.inference.PlateReader.read>` and both detectors' ``run`` take an optional
+:class:`StageClock` and add to it; the model server adds the request's own stages and publishes the sums as the
+Prometheus histogram ``alpr_stage_seconds`` (:mod:`alpr.serving.server`), which ``make bench-serve`` reads to print
+each stage's share of a request (docs/serving.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+#: Decoding the request's JPEG/PNG files to arrays (the server's codec).
+DECODE: Final = "decode"
+#: Resizing, padding and normalising the frames for the first network pass (and batching them).
+PREPROCESS: Final = "preprocess"
+#: The first network pass (backbone, neck, head) over the frames.
+NETWORK: Final = "network"
+#: Turning the first pass's outputs into boxes: score threshold, top-k, box decoding, NMS, rescaling.
+POSTPROCESS: Final = "postprocess"
+#: The zoomed pass: cutting the plates' crops and reading them through the reader network (all of its own
+#: pre-processing, network and decoding), then merging them into the frame's detections.
+ZOOM: Final = "zoom"
+#: The reading rules of PLATE_SPEC.md (:func:`alpr.model.reading.read_arrays`): detections to plate texts.
+READING: Final = "reading"
+#: Encoding the readings of a V2 response as JSON strings (a V1 response is encoded by kserve after the model).
+ENCODE: Final = "encode"
+#: Every stage, in the order a request passes them.
+STAGES: Final = (DECODE, PREPROCESS, NETWORK, POSTPROCESS, ZOOM, READING, ENCODE)
+
+
+class StageClock:
+    """Seconds per stage (:data:`STAGES`), summed over everything timed with it (``time.perf_counter``).
+
+    Not thread-safe: one clock per request (the server reads one batch at a time).
+    """
+
+    def __init__(self) -> None:
+        #: ``{stage: seconds}``, the stages timed so far.
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Add the time the ``with`` block takes to ``name`` (also when it raises).
+
+        Raises:
+            ValueError: ``name`` is not one of :data:`STAGES`.
+        """
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+@contextmanager
+def timed(clock: StageClock | None, name: str) -> Iterator[None]:
+    """``clock.stage(name)``, or nothing when ``clock`` is None (the callers' default: no timing)."""
+    if clock is None:
+        yield
+    else:
+        with clock.stage(name):
+            yield

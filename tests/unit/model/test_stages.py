@@ -1,0 +1,37 @@
+"""alpr.model.stages: seconds per stage, summed; unknown stages named; no clock, no timing."""
+
+import time
+
+import pytest
+
+from alpr.model import stages
+from alpr.model.stages import StageClock, timed
+
+
+def test_a_clock_sums_each_stage_and_keeps_the_time_of_a_failing_block():
+    clock = StageClock()
+    for _ in range(2):
+        with clock.stage(stages.NETWORK):
+            time.sleep(0.01)
+    with pytest.raises(RuntimeError), clock.stage(stages.READING):
+        raise RuntimeError("reading failed")
+    assert set(clock.seconds) == {stages.NETWORK, stages.READING}
+    assert clock.seconds[stages.NETWORK] >= 0.02
+    assert 0 <= clock.seconds[stages.READING] < clock.seconds[stages.NETWORK]
+
+
+def test_an_unknown_stage_is_named_with_the_valid_ones():
+    with (
+        pytest.raises(ValueError, match="unknown stage 'nms'; stages are decode, preprocess, network"),
+        StageClock().stage("nms"),
+    ):
+        pass
+
+
+def test_timed_without_a_clock_times_nothing():
+    with timed(None, "not even checked"):
+        pass
+    clock = StageClock()
+    with timed(clock, stages.ZOOM):
+        pass
+    assert list(clock.seconds) == [stages.ZOOM]
