@@ -18,13 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+try:  # run as a script: benchmarks/ is on sys.path
+    import bench_batching
+except ImportError:  # imported as benchmarks.bench_int8 from the repository root
+    from benchmarks import bench_batching
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -89,22 +93,6 @@ def quantize_model_dir(model_dir: Path, out_dir: Path, frames: list[Path]) -> Pa
     return out_dir
 
 
-def first_pass_ms(model_dir: Path, repeats: int) -> float:
-    """p50 milliseconds of the first pass over one 1280x720 frame (ONNX back end)."""
-    from alpr.model.inference import PlateReader
-
-    reader = PlateReader(model_dir, backend="onnx")
-    detector = reader.plate_detector or reader.detector
-    frame = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), np.uint8)
-    detector.run([frame])
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        detector.run([frame])
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Quantise, score and time both; print the table (and write ``--json``)."""
     args = _parse_args(argv)
@@ -121,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics, _ = served_metrics(where, args.data, args.split, backend="onnx")
             rows[name] = {
                 **{k: float(metrics[k]) for k in ("eir", "plate_precision", "char_accuracy", "mAP")},
-                "first_pass_ms": first_pass_ms(where, args.repeats),
+                # the first pass over one 1280x720 frame, p50 ms, threads one per core
+                "first_pass_ms": bench_batching.time_first_pass(where, 0, 1, args.repeats)["ms_per_frame"],
             }
     print(f"{args.model} on {args.split} ({len(images)} images), calibrated on {len(frames)}; quantised in "
           f"{quantize_s:.0f} s")  # fmt: skip

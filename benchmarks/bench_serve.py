@@ -372,7 +372,7 @@ def format_report(r: dict) -> str:
         f"model: {r['model']} -> {r['model_uri']}, back end: {r.get('backend', 'auto')}",
         f"protocol: {r['protocol']}, {r['batch']} image(s)/request, {WIDTH}x{HEIGHT} JPEG q{r['jpeg_quality']} "
         f"(mean {r['jpeg_kb']:.0f} KB), server workers: {r['workers']}, ONNX Runtime threads: "
-        f"{r.get('onnx_threads', 0) or 'one per core'}",
+        f"{r.get('onnx_threads', 0) or 'one per core'}, reads at once per worker: {r.get('server_concurrency') or 'the server default'}",
         f"machine: {r['cpus']} CPUs, load average before start {r['loadavg_before']}",
         f"server start-up until ready: {r['startup_s']:.1f} s, RSS when ready: {r['rss_ready_mb']:.0f} MB",
         "",
@@ -425,6 +425,7 @@ def run_benchmark(args: argparse.Namespace, backend: str = "auto") -> dict:
         "batch": args.batch,
         "workers": args.workers,
         "onnx_threads": args.onnx_threads,
+        "server_concurrency": args.server_concurrency,
         "jpeg_quality": args.jpeg_quality,
         "jpeg_kb": float(np.mean([len(j) for j in jpegs]) / 1024),
         "warmup": args.warmup,
@@ -438,7 +439,10 @@ def run_benchmark(args: argparse.Namespace, backend: str = "auto") -> dict:
             args.workers,
             args.startup_timeout,
             Path(tmp),
-            ["--backend", backend, "--onnx-threads", str(args.onnx_threads)],
+            [
+                *("--backend", backend, "--onnx-threads", str(args.onnx_threads)),
+                *(("--concurrency", str(args.server_concurrency)) if args.server_concurrency else ()),
+            ],
         ) as server,
     ):
         url = server.base_url + path
@@ -471,6 +475,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--onnx-threads", type=int, default=0, help="the server's ONNX Runtime intra-op threads (default 0: per core)"
     )
+    p.add_argument(
+        "--server-concurrency",
+        type=int,
+        default=None,
+        help="the server's --concurrency: requests one worker reads at once (default: the server's default)",
+    )
     p.add_argument("--images", type=int, default=16, help="distinct images generated (default 16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jpeg-quality", type=int, default=90)
@@ -496,7 +506,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     bad = [b for b in args.backends if b not in ("auto", "onnx", "pytorch")]
     if bad or not args.backends:
         p.error(f"--backends: each of auto, onnx, pytorch, got {','.join(args.backends) or 'nothing'}")
-    if min(args.batch, args.images, args.workers, args.per_client, *args.concurrency) < 1 or args.requests < 1:
+    if (
+        min(args.batch, args.images, args.workers, args.server_concurrency or 1, args.per_client, *args.concurrency) < 1
+        or args.requests < 1
+    ):
         p.error("counts must be >= 1")
     return args
 

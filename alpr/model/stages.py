@@ -35,7 +35,7 @@ STAGES: Final = (DECODE, PREPROCESS, NETWORK, POSTPROCESS, ZOOM, READING, ENCODE
 class StageClock:
     """Seconds per stage (:data:`STAGES`), summed over everything timed with it (``time.perf_counter``).
 
-    Not thread-safe: one clock per request (the server reads one batch at a time).
+    Not thread-safe: one clock per request (the server gives each request its own).
     """
 
     def __init__(self) -> None:
@@ -66,3 +66,16 @@ def timed(clock: StageClock | None, name: str) -> Iterator[None]:
     else:
         with clock.stage(name):
             yield
+
+
+def run_groups(n: int, batched: bool) -> list[list[int]]:
+    """The network calls of one detector ``run`` over ``n`` images: the indexes each call takes.
+
+    Both back ends' ``run`` (:class:`~alpr.model.onnx_detector.OnnxDetector`,
+    :class:`~alpr.model.torch_detector.TorchDetector`) group their images this way, so their stages compare.
+
+    Returns:
+        ``[[0, ..., n-1]]`` (one batch) when ``batched`` and ``n > 1``; else ``[[0], [1], ...]`` (one call per image;
+        ``[]`` for ``n == 0``).
+    """
+    return [list(range(n))] if batched and n > 1 else [[i] for i in range(n)]

@@ -14,7 +14,7 @@ import numpy as np
 
 from alpr.defaults import TRAINING_DEFAULTS
 from alpr.model.checkpoints import load_saved_config
-from alpr.model.stages import NETWORK, POSTPROCESS, PREPROCESS, StageClock, timed
+from alpr.model.stages import NETWORK, POSTPROCESS, PREPROCESS, StageClock, run_groups, timed
 
 __all__ = ["TorchDetector", "inference_pipeline", "input_size_of"]
 
@@ -129,9 +129,7 @@ class TorchDetector:
         if not images_bgr:
             return []
         pipeline = self.pipeline(size)
-        groups = (
-            [list(range(len(images_bgr)))] if batched and len(images_bgr) > 1 else [[i] for i in range(len(images_bgr))]
-        )
+        groups = run_groups(len(images_bgr), batched)
         out: list = [None] * len(images_bgr)
         for group in groups:
             with timed(clock, PREPROCESS):

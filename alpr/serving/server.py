@@ -5,10 +5,11 @@ parser (``--model_name`` (default ``alpr``), ``--http_port`` (default 8080), ``-
 ``--enable_grpc`` (default false here), ``--max_asyncio_workers``, ...), and the project's: ``--model`` (a model
 directory, ``gs://`` URI or ``latest``), ``--model_dir`` (KServe's convention: a ServingRuntime passes
 ``--model_name={{.Name}} --model_dir=/mnt/models --http_port=8080``), ``--http-port`` (alias of ``--http_port``),
-``--max-instances``, ``--max-megapixels``, ``--device``, ``--backend``, ``--onnx-threads``, and the prediction
-log's (KServe's payload logger, :mod:`alpr.serving.eventlog`): ``--log-url`` (none: no log), ``--log-mode``
-(``all``, ``request``, ``response``), ``--log-queue-size``, ``--log-timeout``. The model comes from ``--model``,
-else ``--model_dir``, else ``$STORAGE_URI``; with none of them the command exits with status 2 naming the three.
+``--max-instances``, ``--max-megapixels``, ``--device``, ``--backend``, ``--onnx-threads``, ``--concurrency``, and
+the prediction log's (KServe's payload logger, :mod:`alpr.serving.eventlog`): ``--log-url`` (none: no log),
+``--log-mode`` (``all``, ``request``, ``response``), ``--log-queue-size``, ``--log-timeout``. The model comes from
+``--model``, else ``--model_dir``, else ``$STORAGE_URI``; with none of them the command exits with status 2 naming
+the three.
 
 :class:`ALPRModel` (model name ``alpr`` by default, ``--model_name`` otherwise: ``<name>`` below) is a
 ``kserve.Model`` reading plates with :class:`alpr.model.inference.PlateReader`. The API is ``docs/PLATE_SPEC.md``
@@ -59,8 +60,11 @@ CloudEvents, as KServe's payload logger sends them (:class:`alpr.serving.eventlo
 in each process that serves): from a bounded queue by a background thread, so a slow or absent receiver never holds
 up or fails a reading; the drops and failures are counted on ``/metrics``.
 
-The model is loaded once (:meth:`ALPRModel.load`). Inference runs in kserve's thread pool, one batch at a time
-(the model is guarded by a lock), so liveness, readiness and metrics stay answered while a batch is being read.
+The model is loaded once (:meth:`ALPRModel.load`). Inference runs in kserve's thread pool, at most
+``--concurrency`` batches at a time in one process (:data:`DEFAULT_CONCURRENCY`; a semaphore guards the model), so
+liveness, readiness and metrics stay answered while batches are being read. ONNX Runtime, OpenCV and NumPy release
+the GIL, so two reads at once keep both cores of a 2-core machine busy while one request's serial steps (JPEG
+decoding, NMS, the reading rules) run beside another's network (docs/serving.md, "Throughput").
 With ``--workers N`` (N > 1) kserve spawns N processes that each load their own copy of the model in the
 background (each answers 503 on readiness and inference until its copy is loaded, and stays live meanwhile; the
 parent keeps one copy too).
@@ -69,8 +73,8 @@ Note: ``import kserve`` parses ``sys.argv`` with kserve's own lenient parser (``
 allowed) and reads ``--configure_logging`` / ``--log_config_file`` / the predictor options from there. The
 project's options do not collide with it: ``--model`` is read there as an abbreviation of ``--model_name`` and
 then ignored (this CLI parses the command line again, without abbreviations); ``--model_dir``, ``--http-port``,
-``--max-instances``, ``--max-megapixels``, ``--device``, ``--backend`` and ``--onnx-threads`` are unknown to it and
-skipped.
+``--max-instances``, ``--max-megapixels``, ``--device``, ``--backend``, ``--onnx-threads`` and ``--concurrency``
+are unknown to it and skipped.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ import os
 import re
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +136,7 @@ __all__ = [
     "build_parser",
     "MODEL_NAME",
     "DEFAULT_HTTP_PORT",
+    "DEFAULT_CONCURRENCY",
     "build_model",
     "main",
     "payload_log_config",
@@ -142,6 +148,10 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "alpr"
 #: Default HTTP port (KServe's).
 DEFAULT_HTTP_PORT = 8080
+#: Batches one model copy reads at the same time (``--concurrency``). Two: while one request's serial steps run
+#: (JPEG decoding, NMS, the reading rules, Python), the other's network keeps the second core busy; measured against
+#: one, and against two worker processes, in docs/serving.md ("Throughput").
+DEFAULT_CONCURRENCY = 2
 #: Prometheus histogram of the seconds one request spends in each stage of a reading (label ``stage``, one of
 #: :data:`alpr.model.stages.STAGES`; ``model_name``): ``make bench-serve`` prints each stage's share from it.
 STAGE_METRIC = "alpr_stage_seconds"
@@ -184,6 +194,7 @@ class ALPRModel(kserve.Model):
         backend: :class:`~alpr.model.inference.PlateReader`'s back end (``auto``: ONNX Runtime when the model has
             an export, else PyTorch; ``onnx``; ``pytorch``).
         threads: ONNX Runtime intra-op threads (0: one per core).
+        concurrency: most batches this copy reads at the same time (>= 1; 1: one at a time).
         max_instances: most images in one request.
         max_pixels: most pixels (width x height) in one image.
         max_image_bytes: most bytes in one encoded image.
@@ -198,23 +209,25 @@ class ALPRModel(kserve.Model):
         device: str = "cpu",
         backend: str = DEFAULT_BACKEND,
         threads: int = 0,
+        concurrency: int = DEFAULT_CONCURRENCY,
         max_instances: int = DEFAULT_MAX_INSTANCES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     ) -> None:
         super().__init__(name)
-        if max_instances < 1 or max_pixels < 1 or max_image_bytes < 1:
-            raise ValueError("max_instances, max_pixels and max_image_bytes must be positive")
+        if concurrency < 1 or max_instances < 1 or max_pixels < 1 or max_image_bytes < 1:
+            raise ValueError("concurrency, max_instances, max_pixels and max_image_bytes must be positive")
         self.model_uri = str(model_uri)
         self.cache_dir = Path(cache_dir)
         self.device = device
         self.backend = backend
         self.threads = int(threads)
+        self.concurrency = int(concurrency)
         self.max_instances = max_instances
         self.max_pixels = max_pixels
         self.max_image_bytes = max_image_bytes
         self._reader = None
-        self._lock = threading.Lock()  # one batch at a time through the model
+        self._slots = threading.BoundedSemaphore(self.concurrency)  # at most `concurrency` batches in the model
         self._load_lock = threading.Lock()
         self._loaded_once = False  # this copy's reader was built (liveness: see lost)
         self._load_error: str | None = None  # why this copy's background load failed
@@ -222,7 +235,7 @@ class ALPRModel(kserve.Model):
     # kserve spawns worker processes (--workers > 1) by pickling the model: send the settings, load again there.
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_reader=None, _lock=None, _load_lock=None)
+        state.update(_reader=None, _slots=None, _load_lock=None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -234,7 +247,7 @@ class ALPRModel(kserve.Model):
         was_ready = state.get("ready", False)
         self.__dict__.update(
             state,
-            _lock=threading.Lock(),
+            _slots=threading.BoundedSemaphore(state["concurrency"]),
             _load_lock=threading.Lock(),
             ready=False,
             _loaded_once=False,
@@ -312,11 +325,10 @@ class ALPRModel(kserve.Model):
         return DecodedBatch(images=images, protocol=protocol, request=request, decode_s=seconds)
 
     def _decode_all(self, encoded: list[Any]) -> tuple[list[np.ndarray], float]:
-        """The decoded images and the seconds decoding took."""
-        clock = StageClock()
-        with clock.stage(stages.DECODE):
-            images = decode_images(encoded, max_pixels=self.max_pixels, max_bytes=self.max_image_bytes)
-        return images, clock.seconds[stages.DECODE]
+        """The decoded images and the seconds decoding took (:data:`alpr.model.stages.DECODE`)."""
+        start = time.perf_counter()
+        images = decode_images(encoded, max_pixels=self.max_pixels, max_bytes=self.max_image_bytes)
+        return images, time.perf_counter() - start
 
     async def predict(
         self, payload: DecodedBatch | dict | InferRequest, headers: dict[str, str] | None = None
@@ -356,11 +368,11 @@ class ALPRModel(kserve.Model):
             _STAGE_SECONDS.labels(model_name=self.name, stage=stage).observe(seconds)
 
     def _read(self, images: list[np.ndarray], clock: StageClock | None = None) -> list[dict]:
-        """Run the reader on one batch, one batch at a time (``clock``: its stages, :mod:`alpr.model.stages`);
-        model errors become InferenceError."""
+        """Run the reader on one batch, at most :attr:`concurrency` batches at a time (``clock``: its stages,
+        :mod:`alpr.model.stages`); model errors become InferenceError."""
         if self._reader is None:
             raise InferenceError(f"model {self.name} is not loaded: call load() first")
-        with self._lock:
+        with self._slots:
             try:
                 readings = self._reader.read(images, clock=clock)
             except Exception as exc:  # any model failure is reported as an inference error
@@ -584,6 +596,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="ONNX Runtime intra-op threads per model copy (0: one per core); with --workers N, cores / N",
     )
+    own.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        help="most requests one model copy reads at the same time (1: one at a time)",
+    )
     plog = p.add_argument_group("prediction log (KServe's payload logger format: CloudEvents, alpr.serving.eventlog)")
     plog.add_argument(
         "--log-url", default=None, help="send each inference's request and response to this URL (default: no log)"
@@ -663,6 +681,7 @@ def build_model(
     device: str = "cpu",
     backend: str = DEFAULT_BACKEND,
     threads: int = 0,
+    concurrency: int = DEFAULT_CONCURRENCY,
     max_instances: int = DEFAULT_MAX_INSTANCES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ALPRModel:
@@ -681,6 +700,7 @@ def build_model(
         device=device,
         backend=backend,
         threads=threads,
+        concurrency=concurrency,
         max_instances=max_instances,
         max_pixels=max_pixels,
     )
@@ -699,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             backend=args.backend,
             threads=args.threads,
+            concurrency=args.concurrency,
             max_instances=args.max_instances,
             max_pixels=int(args.max_megapixels * 1e6),
         )

@@ -267,3 +267,17 @@ def test_onnx_back_end_errors(exported_models, tiny_model_dir, tmp_path):
     (model_dir / "model.onnx").unlink()
     with pytest.raises(ModelError, match=r"model\.onnx: no such ONNX file"):
         PlateReader(model_dir)
+
+
+def test_sessions_take_the_thread_settings_and_do_not_spin(exported_models):
+    """Every session (both networks of a two-stage model) gets ``threads`` and :data:`SESSION_CONFIG`."""
+    from alpr.model.inference import PlateReader
+    from alpr.model.onnx_detector import SESSION_CONFIG
+
+    reader = PlateReader(exported_models["two_stage"], backend="onnx", threads=1)
+    for detector in (reader.detector, reader.plate_detector):
+        opts = detector.session.get_session_options()
+        assert opts.intra_op_num_threads == 1
+        for key, value in SESSION_CONFIG.items():
+            assert opts.get_session_config_entry(key) == value
+    assert SESSION_CONFIG["session.intra_op.allow_spinning"] == "0"

@@ -1,4 +1,4 @@
-"""alpr.model.stages: seconds per stage, summed; unknown stages named; no clock, no timing."""
+"""alpr.model.stages: seconds per stage, summed; unknown stages named; no clock, no timing; the run groups."""
 
 import time
 
@@ -35,3 +35,10 @@ def test_timed_without_a_clock_times_nothing():
     with timed(clock, stages.ZOOM):
         pass
     assert list(clock.seconds) == [stages.ZOOM]
+
+
+def test_run_groups_one_batch_or_one_call_per_image():
+    assert stages.run_groups(0, batched=True) == [] == stages.run_groups(0, batched=False)
+    assert stages.run_groups(1, batched=True) == [[0]]
+    assert stages.run_groups(3, batched=True) == [[0, 1, 2]]
+    assert stages.run_groups(3, batched=False) == [[0], [1], [2]]

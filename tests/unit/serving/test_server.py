@@ -147,6 +147,7 @@ def test_model_pickles_for_worker_processes(model, images):
     while not copy.ready and time.monotonic() < deadline:
         time.sleep(0.1)
     assert copy.ready and copy.reader is not None and copy.reader is not model.reader
+    assert copy.concurrency == model.concurrency
     assert len(_run(copy.predict(v1_body(_b64(images["jpeg"]))))["predictions"]) == 1
 
 
@@ -215,6 +216,49 @@ def test_bad_v2_inputs_raise_invalid_input(model, images, fake_png_header):
             _run(model.predict(request))
 
 
+def _predict_in_thread(model: ALPRModel, body: dict) -> tuple[threading.Thread, dict]:
+    """Start ``model.predict(body)`` in a thread; the dict gets ``response`` (or ``error``) when it ends."""
+    out: dict = {}
+
+    def target():
+        try:
+            out["response"] = _run(model.predict(body))
+        except Exception as exc:  # reported to the test through out
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, out
+
+
+@pytest.mark.parametrize("backend", ["onnx", "pytorch"])
+def test_concurrency_bounds_the_reads_in_the_model_at_once(backend, tiny_onnx_model_dir, images, tmp_path):
+    """``concurrency`` slots: with one of two taken, a request is still read; with the only one taken, a request
+    waits for it and is then read; concurrent reads give the readings of reads one at a time."""
+    body = v1_body(_b64(images["jpeg"]))
+    two = ALPRModel(model_uri=str(tiny_onnx_model_dir), cache_dir=tmp_path, backend=backend, concurrency=2)
+    assert two.load()
+    expected = _run(two.predict(body))
+    with two._slots:  # one read in progress elsewhere
+        thread, out = _predict_in_thread(two, body)
+        thread.join(120)
+        assert out == {"response": expected}
+
+    one = ALPRModel(model_uri=str(tiny_onnx_model_dir), cache_dir=tmp_path, backend=backend, concurrency=1)
+    assert one.load()
+    with one._slots:
+        thread, out = _predict_in_thread(one, body)
+        thread.join(1.0)
+        assert thread.is_alive() and out == {}  # waiting for the slot
+    thread.join(120)
+    assert out == {"response": expected}
+
+    threads = [_predict_in_thread(two, body) for _ in range(6)]
+    for thread, _ in threads:
+        thread.join(120)
+    assert [out for _, out in threads] == [{"response": expected}] * 6
+
+
 def test_limits_are_configurable(images, tmp_path):
     """Validation needs no loaded model: the limits apply in preprocess."""
     m = ALPRModel(model_uri=str(tmp_path), cache_dir=tmp_path, max_instances=2, max_pixels=100, max_image_bytes=10**6)
@@ -226,6 +270,8 @@ def test_limits_are_configurable(images, tmp_path):
         _run(m.preprocess(v1_body("A" * 2_000_000)))
     with pytest.raises(ValueError):
         ALPRModel(max_instances=0)
+    with pytest.raises(ValueError, match="concurrency"):
+        ALPRModel(concurrency=0)
 
 
 def test_main_returns_1_for_a_missing_model(tmp_path, monkeypatch, capsys):
@@ -382,6 +428,8 @@ def test_project_flags_and_defaults():
     assert (args.model, args.http_port, args.max_instances, args.max_megapixels) == ("latest", 9001, 4, 2.5)
     defaults = serving._parse_args(["--model", "m"], environ={})
     assert (defaults.model_name, defaults.http_port, defaults.workers) == ("alpr", 8080, 1)
+    assert (defaults.threads, defaults.concurrency) == (0, serving.DEFAULT_CONCURRENCY)
+    assert serving._parse_args(["--model", "m", "--concurrency", "3"], environ={}).concurrency == 3
     help_text = serving.build_parser().format_help()
     for flag in ("--model_name", "--http_port", "--grpc_port", "--workers", "--model_dir", "--http-port", "--model "):
         assert flag in help_text, flag
@@ -402,6 +450,7 @@ def test_model_source_precedence():
         (["--model", "m", "--model_name", "a/b"], {}, "--model_name must be"),
         (["--model", "m", "--workers", "0"], {}, "--workers must be >= 1"),
         (["--model", "m", "--max-instances", "0"], {}, "--max-instances: .*must be >= 1"),
+        (["--model", "m", "--concurrency", "0"], {}, "--concurrency: .*must be >= 1"),
         (["--model", "m", "--max-megapixels", "0"], {}, "--max-megapixels must be > 0"),
         (["--model", "m", "--http_port", "eighty"], {}, "--http_port"),
         (["--mod", "m"], {}, "unrecognized arguments: --mod"),  # no abbreviations
