@@ -372,7 +372,8 @@ def format_report(r: dict) -> str:
         f"model: {r['model']} -> {r['model_uri']}, back end: {r.get('backend', 'auto')}",
         f"protocol: {r['protocol']}, {r['batch']} image(s)/request, {WIDTH}x{HEIGHT} JPEG q{r['jpeg_quality']} "
         f"(mean {r['jpeg_kb']:.0f} KB), server workers: {r['workers']}, ONNX Runtime threads: "
-        f"{r.get('onnx_threads', 0) or 'one per core'}, reads at once per worker: {r.get('server_concurrency') or 'the server default'}",
+        f"{r.get('onnx_threads', 0) or 'one per core'}, reads at once per worker: "
+        f"{r.get('server_concurrency') or 'the server default'}",
         f"machine: {r['cpus']} CPUs, load average before start {r['loadavg_before']}",
         f"server start-up until ready: {r['startup_s']:.1f} s, RSS when ready: {r['rss_ready_mb']:.0f} MB",
         "",
@@ -441,7 +442,7 @@ def run_benchmark(args: argparse.Namespace, backend: str = "auto") -> dict:
             Path(tmp),
             [
                 *("--backend", backend, "--onnx-threads", str(args.onnx_threads)),
-                *(("--concurrency", str(args.server_concurrency)) if args.server_concurrency else ()),
+                *(("--concurrency", str(args.server_concurrency)) if args.server_concurrency is not None else ()),
             ],
         ) as server,
     ):
@@ -507,7 +508,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if bad or not args.backends:
         p.error(f"--backends: each of auto, onnx, pytorch, got {','.join(args.backends) or 'nothing'}")
     if (
-        min(args.batch, args.images, args.workers, args.server_concurrency or 1, args.per_client, *args.concurrency) < 1
+        min(args.batch, args.images, args.workers, args.per_client, *args.concurrency) < 1
+        or (args.server_concurrency is not None and args.server_concurrency < 1)
         or args.requests < 1
     ):
         p.error("counts must be >= 1")
