@@ -21,7 +21,8 @@ from typing import Final
 BOOTSTRAP_VERSION: Final = "annotations-v1"
 #: Synthetic images in the bootstrap annotation version (80 % train, 10 % val, 10 % test).
 BOOTSTRAP_IMAGES: Final = 2000
-#: The synthesizer's conditions preset the bootstrap draws with (``alpr.data.synth.PRESETS``: ``classic``, ``road``).
+#: The synthesizer's conditions preset the bootstrap draws with (``alpr.data.synth.PRESETS``: ``classic``, ``road``;
+#: or presets joined by ``+``, ``classic+road``, sharing the images: ``alpr.data.synth.mixture``).
 BOOTSTRAP_CONDITIONS: Final = "classic"
 
 

@@ -329,23 +329,13 @@ def throughput_phase(url: str, bodies: list[bytes], clients: int, per_client: in
 
 
 def stage_totals(base_url: str) -> dict[str, tuple[float, float]]:
-    """``{stage: (sum of seconds, count)}`` of the server's ``alpr_stage_seconds`` histogram (its ``/metrics``,
-    parsed with prometheus_client's parser), summed over models."""
+    """``{stage: (sum of seconds, count)}`` of the server's ``alpr_stage_seconds`` histogram (its ``/metrics``),
+    summed over models (:func:`alpr.model.stages.stage_totals`)."""
     import httpx
-    from prometheus_client.parser import text_string_to_metric_families
 
-    from alpr.serving.server import STAGE_METRIC
+    from alpr.model import stages
 
-    text = httpx.get(base_url + "/metrics", timeout=30, trust_env=False).text
-    totals: dict[str, list[float]] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != STAGE_METRIC:
-            continue
-        for sample in family.samples:
-            kind = {STAGE_METRIC + "_sum": 0, STAGE_METRIC + "_count": 1}.get(sample.name)
-            if kind is not None:
-                totals.setdefault(sample.labels["stage"], [0.0, 0.0])[kind] += sample.value
-    return {stage: (v[0], v[1]) for stage, v in totals.items()}
+    return stages.stage_totals(httpx.get(base_url + "/metrics", timeout=30, trust_env=False).text)
 
 
 def stage_means_ms(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:

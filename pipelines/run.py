@@ -90,8 +90,9 @@ def build_parser(mode: str | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--bootstrap-conditions",
         default=BOOTSTRAP_CONDITIONS,
-        help="the synthesizer's conditions preset for the first annotation version: classic (large frontal plates) "
-        f"or road (small, angled, dark plates; docs/detection_design.md) (default {BOOTSTRAP_CONDITIONS})",
+        help="the synthesizer's conditions preset for the first annotation version: classic (large frontal plates), "
+        "road (small, angled, dark plates; docs/detection_design.md), or presets joined by + sharing the images "
+        f"evenly (classic+road) (default {BOOTSTRAP_CONDITIONS})",
     )
     params = p.add_argument_group("pipeline parameters")
     descriptions = parameter_descriptions()  # the ones the compiled pipeline carries too

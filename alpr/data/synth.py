@@ -23,6 +23,9 @@ blur, noise, occlusion, JPEG quality), with two presets:
   frame width (log-uniform), a real 3-D pose (yaw, pitch, roll) projected through a pinhole camera, night and
   over-exposed frames, motion and defocus blur, partial occlusion and JPEG quality 30-95.
 
+A folder can hold a mixture of presets (``classic+road``, :func:`mixture`): each draws its own consecutive range
+of sample indices.
+
 Under any conditions the labels stay exact: one homography maps the flat plate's corners, every character's ink
 box and every pixel of the plate into the frame, and an occluder never hides more than
 :attr:`Conditions.max_occluded_fraction` of any character's box, so every character keeps its label.
@@ -490,6 +493,10 @@ ROAD: Final = Conditions(
 PRESETS: Final[dict[str, Conditions]] = {"classic": CLASSIC, "road": ROAD}
 
 
+#: Joins preset names into a mixture (``classic+road``: :func:`mixture`).
+MIX_SEPARATOR: Final = "+"
+
+
 def preset(name: str) -> Conditions:
     """The :data:`PRESETS` entry called ``name``.
 
@@ -500,6 +507,32 @@ def preset(name: str) -> Conditions:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown synthetic conditions {name!r}; expected one of {', '.join(PRESETS)}") from None
+
+
+def mixture(name: str, n: int) -> list[tuple[str, Conditions, int, int]]:
+    """How ``n`` samples are drawn under ``name``: one preset (``road``) or several joined by
+    :data:`MIX_SEPARATOR` (``classic+road``), which share the samples evenly in the order named (the first ones
+    take the remainder).
+
+    Returns:
+        ``[(preset name, conditions, first sample index, count), ...]``: consecutive index ranges covering
+        ``0 .. n - 1``, to pass to :func:`synthesize` as ``first`` and ``n``.
+
+    Raises:
+        ValueError: an empty or unknown preset name, a preset named twice, or a negative ``n``; the message lists
+            the valid names.
+    """
+    _check_non_negative("n", n)
+    names = name.split(MIX_SEPARATOR)
+    if len(set(names)) != len(names):
+        raise ValueError(f"synthetic conditions {name!r} name a preset twice")
+    drawn = [(part, preset(part)) for part in names]
+    out, first = [], 0
+    for k, (part, conditions) in enumerate(drawn):
+        count = n // len(drawn) + (k < n % len(drawn))
+        out.append((part, conditions, first, count))
+        first += count
+    return out
 
 
 def render_sample(
@@ -578,13 +611,15 @@ def synthesize(
     progress: bool = True,
     sources: Sources | None = None,
     conditions: Conditions = CLASSIC,
+    first: int = 0,
 ) -> list[Path]:
     """Write ``n`` synthetic samples into ``out_dir`` (created if missing) and return their JSON paths.
 
-    Sample ``i`` is ``<out_dir>/synth_<i:06d>.jpg`` (JPEG quality drawn from ``conditions.jpeg_quality``;
-    :data:`CLASSIC`: 40-95) with its labelme file
+    Samples ``first .. first + n - 1`` are drawn. Sample ``i`` is ``<out_dir>/synth_<i:06d>.jpg`` (JPEG quality
+    drawn from ``conditions.jpeg_quality``; :data:`CLASSIC`: 40-95) with its labelme file
     ``<out_dir>/synth_<i:06d>.json`` beside it (see :func:`render_sample`); existing files of the same names are
-    overwritten. Sample ``i`` depends only on ``(seed, i)``, not on ``n``.
+    overwritten. Sample ``i`` depends only on ``(seed, i)`` and the conditions, not on ``n`` or ``first``, so
+    several calls with consecutive ranges (:func:`mixture`) fill one folder with a mixture of conditions.
 
     Args:
         out_dir: output folder.
@@ -594,21 +629,23 @@ def synthesize(
         progress: show a tqdm progress bar.
         sources: fonts, photographs and image sizes instead of the defaults (:class:`Sources`).
         conditions: what the frames look like (:data:`CLASSIC`, :data:`ROAD` or other :class:`Conditions`).
+        first: the index of the first sample.
 
     Raises:
-        ValueError: ``n`` or ``seed`` is negative, ``layouts`` is empty or names an unknown layout, or
+        ValueError: ``n``, ``seed`` or ``first`` is negative, ``layouts`` is empty or names an unknown layout, or
             ``conditions`` is not a :class:`Conditions`.
     """
     from tqdm import tqdm
 
     _check_non_negative("n", n)
     _check_non_negative("seed", seed)
+    _check_non_negative("first", first)
     layouts = _checked_layouts(layouts)
     _check_conditions(conditions)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for index in tqdm(range(n), desc="synth", unit="img", disable=not progress):
+    for index in tqdm(range(first, first + n), desc="synth", unit="img", disable=not progress):
         image, labelme = render_sample(index, seed, layouts, sources, conditions)
         stem = sample_stem(index)
         low, high = conditions.jpeg_quality

@@ -27,6 +27,14 @@ ZOOM_HEIGHT_FACTOR: Final = 3.0
 ZOOM_MIN_ASPECT: Final = 9 / 16
 #: Crops smaller than this (pixels, either side) are not read.
 MIN_CROP_PX: Final = 8
+#: Training jitter of a crop (``alpr.model.plugins.PlateZoomCrop``'s defaults): each margin is drawn from these
+#: multiples of the geometry's ``margin_x``, the height factor from :data:`HEIGHT_JITTER` times its
+#: ``height_factor``, and the centre moves by up to :data:`SHIFT_JITTER` plate widths / heights.
+MARGIN_JITTER: Final = (0.6, 1.4)
+#: See :data:`MARGIN_JITTER`.
+HEIGHT_JITTER: Final = (0.8, 1.3)
+#: See :data:`MARGIN_JITTER`.
+SHIFT_JITTER: Final = 0.08
 
 
 @dataclass(frozen=True)

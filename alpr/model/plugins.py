@@ -25,8 +25,8 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 
 from alpr import spec
+from alpr.model.crops import HEIGHT_JITTER, MARGIN_JITTER, SHIFT_JITTER, zoom_crop
 from alpr.model.crops import geometry as crop_geometry
-from alpr.model.crops import zoom_crop
 from alpr.model.metrics import PlateMetrics
 from alpr.model.reading import MIN_REPORTED_CHARACTERS, read_arrays
 
@@ -212,11 +212,12 @@ class PlateZoomCrop(BaseTransform):
         prob: probability of cropping, in [0, 1].
         geometry: the crop geometry's name (:data:`alpr.model.crops.GEOMETRIES`: ``zoom`` for the one-detector
             design's zoom pass, ``reader`` for the two-stage reader).
-        margin_range: ``(low, high)`` margin left and right, fractions of the plate's width; default 0.6-1.4 times
-            the geometry's margin.
+        margin_range: ``(low, high)`` margin left and right, fractions of the plate's width; default
+            :data:`alpr.model.crops.MARGIN_JITTER` (0.6-1.4) times the geometry's margin.
         height_range: ``(low, high)`` crop height in plate heights (the crop keeps the geometry's minimum aspect);
-            default 0.8-1.3 times the geometry's height factor.
-        shift: largest centre shift, fraction of the plate's width (x) and height (y).
+            default :data:`alpr.model.crops.HEIGHT_JITTER` (0.8-1.3) times the geometry's height factor.
+        shift: largest centre shift, fraction of the plate's width (x) and height (y); default
+            :data:`alpr.model.crops.SHIFT_JITTER`.
         min_plate_px: plates narrower than this (pixels) are not chosen (too small to read in any crop).
         min_visible: fraction of a box's area that must stay inside the crop.
         central: choose the plate nearest the image's centre instead of a random one.
@@ -231,7 +232,7 @@ class PlateZoomCrop(BaseTransform):
         geometry: str = "zoom",
         margin_range: tuple[float, float] | None = None,
         height_range: tuple[float, float] | None = None,
-        shift: float = 0.08,
+        shift: float = SHIFT_JITTER,
         min_plate_px: float = 24.0,
         min_visible: float = 0.6,
         central: bool = False,
@@ -241,9 +242,9 @@ class PlateZoomCrop(BaseTransform):
         self.geometry = crop_geometry(geometry)
         self.geometry_name = geometry
         if margin_range is None:
-            margin_range = (0.6 * self.geometry.margin_x, 1.4 * self.geometry.margin_x)
+            margin_range = tuple(f * self.geometry.margin_x for f in MARGIN_JITTER)
         if height_range is None:
-            height_range = (0.8 * self.geometry.height_factor, 1.3 * self.geometry.height_factor)
+            height_range = tuple(f * self.geometry.height_factor for f in HEIGHT_JITTER)
         for name, (low, high) in (("margin_range", margin_range), ("height_range", height_range)):
             if not 0.0 <= low <= high:
                 raise ValueError(f"PlateZoomCrop: {name} must be (low, high) with 0 <= low <= high, got {(low, high)}")

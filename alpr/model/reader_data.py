@@ -1,15 +1,17 @@
 """The two-stage reader's training data: one small image per readable plate, cut from a COCO training version.
 
-The reader of the two-stage design (docs/detection_design.md) only ever sees a plate's crop
-(:data:`alpr.model.crops.READER_GEOMETRY`), never a whole frame. Training it on whole road frames (1-4 plates, up to
-1920x1080) spends most of each iteration decoding pixels it throws away and shows it one plate per frame per
-epoch. :func:`write_reader_dataset` cuts every readable plate out of a training version once:
+The reader of the two-stage design (docs/detection_design.md) only ever sees a plate's crop (its crop geometry:
+:data:`alpr.model.crops.READER_GEOMETRY` or :data:`~alpr.model.crops.ZOOM_GEOMETRY`), never a whole frame. Training
+it on whole road frames (1-4 plates, up to 1920x1080) spends most of each iteration decoding pixels it throws away
+and shows it one plate per frame per epoch. :func:`write_reader_dataset` cuts every readable plate out of a
+training version once:
 
-- **train**: a *context crop* around each plate (:data:`CONTEXT_MARGIN_X` of the plate's width left and right,
-  :data:`CONTEXT_HEIGHT_FACTOR` plate heights high), wider than any crop the training transform ``PlateZoomCrop``
-  (``central=True``, the reader geometry with jitter) then draws from it, so every epoch still sees new margins;
-- **val**: the crop the reader is given at inference for a perfectly found plate (the reader geometry, no jitter),
-  so the in-training validation (COCO mAP, EIR) measures what the reader does in the two-stage model.
+- **train**: a *context crop* around each plate (:func:`context_geometry`: at least :data:`CONTEXT_MARGIN_X` of the
+  plate's width left and right, :data:`CONTEXT_HEIGHT_FACTOR` plate heights high), wider than any crop the training
+  transform ``PlateZoomCrop`` (``central=True``, the reader's geometry with jitter) then draws from it, so every
+  epoch still sees new margins;
+- **val**: the crop the reader is given at inference for a perfectly found plate (the reader's geometry, no
+  jitter), so the in-training validation (COCO mAP, EIR) measures what the reader does in the two-stage model.
 
 Crops are shrunk (never enlarged) so their long side is at most ``max_side`` pixels (twice the reader's input by
 default), which keeps them sharper than the reader's input after any training resize. Boxes are moved, clipped and
@@ -31,15 +33,18 @@ from pathlib import Path
 from typing import Final
 
 from alpr import spec
-from alpr.model.crops import READER_GEOMETRY, CropGeometry, zoom_crop
+from alpr.model.crops import HEIGHT_JITTER, MARGIN_JITTER, READER_GEOMETRY, SHIFT_JITTER, CropGeometry, zoom_crop
 
 log = logging.getLogger(__name__)
 
-#: Margin left and right of the plate in a train context crop, fraction of the plate's width: more than the reader
-#: geometry's largest jittered margin plus shift (``PlateZoomCrop``), so the transform's crop fits inside.
+#: Margin left and right of the plate in a train context crop, fraction of the plate's width, at least: more than the
+#: reader geometry's largest jittered margin plus shift (``PlateZoomCrop``), so the transform's crop fits inside
+#: (:func:`context_geometry` widens it for wider geometries).
 CONTEXT_MARGIN_X: Final = 0.7
-#: A train context crop is at least this many plate heights high.
+#: A train context crop is at least this many plate heights high (:func:`context_geometry`).
 CONTEXT_HEIGHT_FACTOR: Final = 3.5
+#: Added to a geometry's largest jittered margin (fraction of the plate's width) in :func:`context_geometry`.
+CONTEXT_SLACK_X: Final = 0.1
 #: Plates narrower than this in their frame (pixels) are not cut out. Was 24 (as ``PlateZoomCrop``'s
 #: ``min_plate_px``) until the third two-stage run (docs/detection_design.md).
 MIN_READ_PLATE_PX: Final = 40.0
@@ -104,6 +109,20 @@ def _plates_inside(plates: list[dict], crop: tuple[int, int, int, int], scale: f
     return out
 
 
+def context_geometry(geometry: CropGeometry) -> CropGeometry:
+    """The train context crop for a reader of crop ``geometry``: wide and high enough that every crop
+    ``PlateZoomCrop`` draws with its default jitter (:data:`alpr.model.crops.MARGIN_JITTER`, ``HEIGHT_JITTER``,
+    ``SHIFT_JITTER``) fits inside, and never smaller than :data:`CONTEXT_MARGIN_X` x :data:`CONTEXT_HEIGHT_FACTOR`
+    (the reader geometry's context, unchanged). For :data:`alpr.model.crops.ZOOM_GEOMETRY`: margin 0.88, 3.9 plate
+    heights high.
+    """
+    margin = MARGIN_JITTER[1] * geometry.margin_x + SHIFT_JITTER + CONTEXT_SLACK_X
+    height = HEIGHT_JITTER[1] * geometry.height_factor
+    return CropGeometry(
+        max(CONTEXT_MARGIN_X, round(margin, 6)), max(CONTEXT_HEIGHT_FACTOR, round(height, 6)), geometry.min_aspect
+    )
+
+
 def write_reader_dataset(
     data_root: Path,
     out_dir: Path,
@@ -120,7 +139,7 @@ def write_reader_dataset(
             image records carry ``plates``).
         out_dir: the folder to write; its ``annotations/`` and ``images/`` are replaced.
         max_side: crops are shrunk to at most this long side, pixels (> 0).
-        geometry: the reader's crop geometry (the val crops; train context crops are wider).
+        geometry: the reader's crop geometry (the val crops; train context crops are wider: :func:`context_geometry`).
         min_plate_px: plates narrower than this in their frame are left out.
         splits: the splits to cut; ``train`` gets context crops, every other split inference crops.
 
@@ -137,7 +156,7 @@ def write_reader_dataset(
         raise ValueError(f"max_side must be > 0, got {max_side!r}")
     data_root, out_dir = Path(data_root), Path(out_dir)
     plate_ids = {spec.class_id(label) + 1 for label in spec.PLATE_LABELS}  # COCO category ids are 1-based
-    context = CropGeometry(CONTEXT_MARGIN_X, CONTEXT_HEIGHT_FACTOR, geometry.min_aspect)
+    context = context_geometry(geometry)
     (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
     images_dir = out_dir / "images"
     images_dir.mkdir(exist_ok=True)

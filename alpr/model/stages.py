@@ -2,8 +2,8 @@
 
 :class:`PlateReader.read <alpr.model.inference.PlateReader.read>` and both detectors' ``run`` take an optional
 :class:`StageClock` and add to it; the model server adds the request's own stages and publishes the sums as the
-Prometheus histogram ``alpr_stage_seconds`` (:mod:`alpr.serving.server`), which ``make bench-serve`` reads to print
-each stage's share of a request (docs/serving.md).
+Prometheus histogram :data:`STAGE_METRIC` (:mod:`alpr.serving.server`), which ``make bench-serve`` reads back with
+:func:`stage_totals` to print each stage's share of a request (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -30,6 +30,36 @@ READING: Final = "reading"
 ENCODE: Final = "encode"
 #: Every stage, in the order a request passes them.
 STAGES: Final = (DECODE, PREPROCESS, NETWORK, POSTPROCESS, ZOOM, READING, ENCODE)
+#: The model server's Prometheus histogram of each request's seconds per stage (labels ``model_name``, ``stage``).
+STAGE_METRIC: Final = "alpr_stage_seconds"
+
+
+def stage_totals(metrics_text: str, model_name: str | None = None) -> dict[str, tuple[float, float]]:
+    """``{stage: (sum of seconds, count of requests)}`` of the :data:`STAGE_METRIC` histogram in a Prometheus text
+    exposition (a model server's ``/metrics``), parsed with prometheus_client's parser.
+
+    Args:
+        metrics_text: the exposition text.
+        model_name: count only this model's series; None: sum over every model.
+
+    Returns:
+        one entry per stage that has a series (empty when the histogram is absent).
+
+    Raises:
+        ValueError: the text is not a Prometheus exposition (prometheus_client's parser).
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    kinds = {STAGE_METRIC + "_sum": 0, STAGE_METRIC + "_count": 1}
+    totals: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != STAGE_METRIC:
+            continue
+        for sample in family.samples:
+            kind = kinds.get(sample.name)
+            if kind is not None and model_name in (None, sample.labels.get("model_name")):
+                totals.setdefault(sample.labels["stage"], [0.0, 0.0])[kind] += sample.value
+    return {stage: (v[0], v[1]) for stage, v in totals.items()}
 
 
 class StageClock:

@@ -210,12 +210,25 @@ def build_plate_config(data_root: Path, work_dir: Path, hp: Hyperparameters, *, 
     return cfg
 
 
+def leaf_config(config: str):
+    """The mmengine config of ``configs/<config>`` (or a path) as written, with its ``_base_`` files merged and
+    nothing of the pipeline's applied (:func:`build_config` applies it).
+
+    Raises:
+        FileNotFoundError: no such config file.
+    """
+    from mmengine.config import Config
+
+    path = Path(config) if Path(config).is_absolute() else CONFIG_DIR / config
+    if not path.is_file():
+        raise FileNotFoundError(f"mmdetection config {path} not found")
+    return Config.fromfile(str(path))
+
+
 def _load_config(config: str, data_root: Path, work_dir: Path, hp: Hyperparameters, classes, num_workers: int):
     """Load ``configs/<config>`` (or a path) and set what every ALPR config leaves out but the input size and the
     schedule: classes and ``num_classes``, data root and annotation files, workers, batch size, seed, work dir,
     visualizer name and the evaluators' annotation file (see :func:`build_config`)."""
-    from mmengine.config import Config
-
     path = Path(config) if Path(config).is_absolute() else CONFIG_DIR / config
     if not path.is_file():
         raise FileNotFoundError(f"mmdetection config {path} not found")
@@ -223,7 +236,7 @@ def _load_config(config: str, data_root: Path, work_dir: Path, hp: Hyperparamete
     for split in ("train", "val"):
         if not (data_root / "annotations" / f"{split}.json").is_file():
             raise FileNotFoundError(f"{data_root / 'annotations' / f'{split}.json'} missing: not a training version")
-    cfg = Config.fromfile(str(path))
+    cfg = leaf_config(str(path))
     cfg.work_dir = str(Path(work_dir).absolute())
     cfg.randomness = dict(seed=hp.seed)
     cfg.model.bbox_head.num_classes = len(classes)

@@ -153,8 +153,9 @@ DEFAULT_HTTP_PORT = 8080
 #: one, and against two worker processes, in docs/serving.md ("Throughput").
 DEFAULT_CONCURRENCY = 2
 #: Prometheus histogram of the seconds one request spends in each stage of a reading (label ``stage``, one of
-#: :data:`alpr.model.stages.STAGES`; ``model_name``): ``make bench-serve`` prints each stage's share from it.
-STAGE_METRIC = "alpr_stage_seconds"
+#: :data:`alpr.model.stages.STAGES`; ``model_name``): ``make bench-serve`` prints each stage's share from it
+#: (:func:`alpr.model.stages.stage_totals`). Its name is :data:`alpr.model.stages.STAGE_METRIC`.
+STAGE_METRIC = stages.STAGE_METRIC
 _STAGE_SECONDS = Histogram(
     STAGE_METRIC,
     "Seconds a request spent in each stage of reading its plates (alpr.model.stages).",

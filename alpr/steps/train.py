@@ -15,9 +15,16 @@ from alpr import storage
 from alpr.kubeflow.trainjob import LABEL_PREFIX, TrainJobRequest, run_trainjob, trainjob_name
 from alpr.model import distributed
 from alpr.model.distributed import TrainScale
-from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, PLATE_DETECTOR_DIR
+from alpr.model.inference import CHECKPOINT_FILE, CONFIG_FILE, PLATE_DETECTOR_DIR, trained_crop_geometry
 from alpr.model.reader_data import write_reader_dataset
-from alpr.model.training import Hyperparameters, TrainResult, build_config, build_plate_config, train
+from alpr.model.training import (
+    Hyperparameters,
+    TrainResult,
+    build_config,
+    build_plate_config,
+    leaf_config,
+    train,
+)
 from alpr.settings import Settings
 from alpr.steps.lineage import LINEAGE_FILE, CandidatesLineage, DatasetLineage, read_lineage
 from alpr.steps.runs import marks_run_failed
@@ -92,7 +99,8 @@ def train_step(
     """Train on the training version in ``data_root``; put candidate checkpoints + config into ``out_dir``.
 
     With ``hp.plate_input_size`` set (the two-stage design), the reader trains on the crops of the readable plates
-    (:func:`alpr.model.reader_data.write_reader_dataset`, cut once into the work dir; crops at most twice the
+    (:func:`alpr.model.reader_data.write_reader_dataset`, cut once into the work dir in the crop geometry of the
+    ``config``'s ``PlateZoomCrop``, :func:`alpr.model.inference.trained_crop_geometry`; crops at most twice the
     input size), and a plate detector is trained after it (:func:`alpr.model.training.build_plate_config`) on the
     whole frames; its best checkpoint by val ``mAP@0.5`` and its config go to ``out_dir/plate_detector/``
     (``model.pth``, ``config.py``), and Evaluate puts them into every model directory.
@@ -162,7 +170,10 @@ def _train(
     reader_root = data_root
     if hp.plate_input_size:
         reader = write_reader_dataset(
-            data_root, work_dir.with_name(f"{work_dir.name}.reader-data"), max_side=2 * hp.input_size
+            data_root,
+            work_dir.with_name(f"{work_dir.name}.reader-data"),
+            max_side=2 * hp.input_size,
+            geometry=trained_crop_geometry(leaf_config(config)),
         )
         log.info("reader dataset %s: crops %s, plates left out %s", reader.root, reader.crops, reader.skipped)
         reader_root = reader.root

@@ -89,3 +89,21 @@ def test_bootstrap_draws_the_conditions_asked_for(tmp_path):
         doc = json.loads(path.read_text())
         assert (doc["imageWidth"], doc["imageHeight"]) in ROAD.frame_sizes
     assert "road conditions" in MetadataStore(settings.db_url).get_annotation_version(BOOTSTRAP_VERSION)["description"]
+
+
+def test_a_mixture_of_conditions_shares_the_images(tmp_path):
+    from alpr.data.synth import CLASSIC, ROAD
+
+    settings = Settings(workspace=tmp_path / "ws")
+    with pytest.raises(ValueError, match="unknown synthetic conditions 'rainy'"):
+        bootstrap(settings, 4, conditions="classic+rainy", progress=False)
+    assert not _folder(settings).exists()  # nothing drawn
+    assert bootstrap(settings, 4, conditions="classic+road", progress=False) is True
+    reference = tmp_path / "reference"
+    synthesize(reference, 2, seed=0, progress=False, conditions=CLASSIC)  # samples 0, 1
+    synthesize(reference, 2, seed=0, progress=False, conditions=ROAD, first=2)  # samples 2, 3
+    assert sorted(p.name for p in _folder(settings).iterdir()) == sorted(p.name for p in reference.iterdir())
+    for path in reference.iterdir():
+        assert (_folder(settings) / path.name).read_bytes() == path.read_bytes()
+    version = MetadataStore(settings.db_url).get_annotation_version(BOOTSTRAP_VERSION)
+    assert version["image_count"] == 4 and "classic+road conditions" in version["description"]

@@ -87,6 +87,30 @@ def test_synthesize_is_byte_identical_and_independent_of_n(tmp_path: Path) -> No
         assert json_path.with_suffix(".jpg").read_bytes() == twin.with_suffix(".jpg").read_bytes()
 
 
+def test_synthesize_from_a_first_index_draws_the_same_samples(tmp_path: Path) -> None:
+    whole = synth.synthesize(tmp_path / "a", 4, seed=4, progress=False)
+    tail = synth.synthesize(tmp_path / "b", 2, seed=4, progress=False, first=2)
+    assert [p.name for p in tail] == [p.name for p in whole[2:]]
+    for json_path in tail:
+        twin = tmp_path / "a" / json_path.name
+        assert json_path.read_bytes() == twin.read_bytes()
+        assert json_path.with_suffix(".jpg").read_bytes() == twin.with_suffix(".jpg").read_bytes()
+
+
+def test_a_mixture_shares_the_samples_between_its_presets_in_order() -> None:
+    assert synth.mixture("road", 5) == [("road", synth.ROAD, 0, 5)]
+    assert synth.mixture("classic+road", 5) == [("classic", synth.CLASSIC, 0, 3), ("road", synth.ROAD, 3, 2)]
+    assert synth.mixture("road+classic", 0) == [("road", synth.ROAD, 0, 0), ("classic", synth.CLASSIC, 0, 0)]
+    with pytest.raises(ValueError, match="unknown synthetic conditions 'rainy'; expected one of classic, road"):
+        synth.mixture("classic+rainy", 4)
+    with pytest.raises(ValueError, match="unknown synthetic conditions ''"):
+        synth.mixture("classic+", 4)
+    with pytest.raises(ValueError, match="'road\\+road' name a preset twice"):
+        synth.mixture("road+road", 4)
+    with pytest.raises(ValueError, match="n must be a non-negative integer, got -1"):
+        synth.mixture("road", -1)
+
+
 def test_synthesize_writes_labelme_beside_jpeg(tmp_path: Path) -> None:
     out = tmp_path / "new" / "dir"
     paths = synth.synthesize(out, 2, seed=9, progress=False)
@@ -216,6 +240,7 @@ def test_photos_and_fonts_come_from_installed_packages() -> None:
         ({"n": 1, "layouts": []}, "layout"),
         ({"n": 1, "layouts": "one_line"}, "one_line"),
         ({"n": 1, "seed": -3}, "-3"),
+        ({"n": 1, "first": -2}, "first must be a non-negative integer, got -2"),
     ],
 )
 def test_synthesize_rejects_bad_arguments(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:

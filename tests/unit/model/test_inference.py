@@ -303,6 +303,8 @@ def test_a_reader_reads_crops_of_the_geometry_it_was_trained_on():
 
     assert trained_crop_geometry(Config.fromfile(str(CONFIG_DIR / "rtmdet_tiny_reader_alpr.py"))) == READER_GEOMETRY
     assert trained_crop_geometry(Config.fromfile(str(CONFIG_DIR / "rtmdet_tiny_alpr.py"))) == ZOOM_GEOMETRY
+    zoom_reader = Config.fromfile(str(CONFIG_DIR / "rtmdet_tiny_zoom_reader_alpr.py"))
+    assert trained_crop_geometry(zoom_reader) == ZOOM_GEOMETRY
     assert trained_crop_geometry(None) == ZOOM_GEOMETRY
 
 

@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 
 from alpr import spec
-from alpr.model.crops import READER_GEOMETRY, zoom_crop
-from alpr.model.reader_data import CONTEXT_HEIGHT_FACTOR, CONTEXT_MARGIN_X, write_reader_dataset
+from alpr.model.crops import READER_GEOMETRY, ZOOM_GEOMETRY, CropGeometry, zoom_crop
+from alpr.model.reader_data import (
+    CONTEXT_HEIGHT_FACTOR,
+    CONTEXT_MARGIN_X,
+    context_geometry,
+    write_reader_dataset,
+)
 
 PLATE = spec.class_id("plate_one_line") + 1  # COCO category ids are 1-based
 
@@ -110,3 +115,37 @@ def test_errors_name_what_is_wrong(tmp_path):
     (data / "images" / "train.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match=r"train\.jpg: not a decodable image"):
         write_reader_dataset(data, tmp_path / "reader", max_side=256)
+
+
+def test_the_context_crop_holds_every_jittered_crop_of_the_readers_geometry():
+    """A train context crop is cut so that PlateZoomCrop (central, default jitter) finds the whole crop it draws
+    inside it, for either geometry: the reader's keeps its constants, the zoom reader's is wider."""
+    from mmdet.structures.bbox import HorizontalBoxes
+
+    from alpr.model.plugins import PlateZoomCrop
+
+    assert context_geometry(READER_GEOMETRY) == CropGeometry(
+        CONTEXT_MARGIN_X, CONTEXT_HEIGHT_FACTOR, READER_GEOMETRY.min_aspect
+    )
+    wide = context_geometry(ZOOM_GEOMETRY)
+    assert wide.margin_x == pytest.approx(0.88) and wide.height_factor == pytest.approx(3.9)
+    np.random.seed(0)
+    for geometry, name in ((READER_GEOMETRY, "reader"), (ZOOM_GEOMETRY, "zoom")):
+        for w, h in ((140, 30), (100, 50), (300, 60)):  # one-line, two-line, a large plate
+            frame = np.zeros((2000, 3000, 3), np.uint8)
+            x, y = 1400.0, 950.0
+            context = zoom_crop((x, y, x + w, y + h), frame.shape[:2], geometry=context_geometry(geometry))
+            cx0, cy0, cx1, cy1 = context
+            plate = [x - cx0, y - cy0, x + w - cx0, y + h - cy0]  # the plate in the context crop
+            crop = PlateZoomCrop(prob=1.0, geometry=name, central=True)
+            for _ in range(200):
+                results = {
+                    "img": np.zeros((cy1 - cy0, cx1 - cx0, 3), np.uint8),
+                    "gt_bboxes": HorizontalBoxes(np.array([plate], np.float32)),
+                    "gt_bboxes_labels": np.array([spec.class_id("plate_one_line")]),
+                    "gt_ignore_flags": np.array([False]),
+                }
+                out = crop.transform(results)
+                # Not clipped by the context crop's border: the plate is inside and not at the crop's edge.
+                (box,) = out["gt_bboxes"].tensor.numpy()
+                assert box[0] > 0.05 * w and box[2] < out["img"].shape[1] - 0.05 * w, (name, w, h)

@@ -42,3 +42,21 @@ def test_run_groups_one_batch_or_one_call_per_image():
     assert stages.run_groups(1, batched=True) == [[0]]
     assert stages.run_groups(3, batched=True) == [[0, 1, 2]]
     assert stages.run_groups(3, batched=False) == [[0], [1], [2]]
+
+
+def test_stage_totals_read_the_histogram_from_a_real_exposition():
+    """The server's histogram, written by prometheus_client itself, read back per model and summed."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    hist = Histogram(stages.STAGE_METRIC, "seconds per stage", ["model_name", "stage"], registry=registry)
+    hist.labels("alpr", stages.NETWORK).observe(0.25)
+    hist.labels("alpr", stages.NETWORK).observe(0.5)
+    hist.labels("alpr", stages.DECODE).observe(0.125)
+    hist.labels("other", stages.NETWORK).observe(1.0)
+    Histogram("unrelated_seconds", "not a stage", ["stage"], registry=registry).labels("network").observe(9.0)
+    text = generate_latest(registry).decode()
+    assert stages.stage_totals(text, "alpr") == {stages.NETWORK: (0.75, 2.0), stages.DECODE: (0.125, 1.0)}
+    assert stages.stage_totals(text) == {stages.NETWORK: (1.75, 3.0), stages.DECODE: (0.125, 1.0)}
+    assert stages.stage_totals(text, "missing") == {}
+    assert stages.stage_totals("") == {}

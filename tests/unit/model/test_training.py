@@ -94,7 +94,9 @@ def test_the_merged_config_has_the_classes_of_the_spec(tiny_coco, tmp_path):
     assert dataset.cat_ids == [spec.class_id(c) + 1 for c in spec.CLASSES]  # COCO ids of alpr.data.coco
 
 
-@pytest.mark.parametrize("leaf", [DEFAULT_CONFIG, PLATE_CONFIG, "rtmdet_tiny_reader_alpr.py"])
+@pytest.mark.parametrize(
+    "leaf", [DEFAULT_CONFIG, PLATE_CONFIG, "rtmdet_tiny_reader_alpr.py", "rtmdet_tiny_zoom_reader_alpr.py"]
+)
 def test_the_configs_leave_classes_and_pipeline_parameters_to_build_config(leaf):
     """configs/ type neither the classes nor a value that build_config always sets (one source of truth)."""
     from mmengine.config import Config

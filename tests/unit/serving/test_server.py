@@ -359,18 +359,13 @@ def test_live_metrics(server, images):
 
 
 def _stage_counts(server) -> dict[str, tuple[float, float]]:
-    from prometheus_client.parser import text_string_to_metric_families
+    from alpr.model import stages
 
-    from alpr.serving.server import STAGE_METRIC
-
-    out: dict[str, list[float]] = {}
-    for family in text_string_to_metric_families(server.get("/metrics").text):
-        if family.name == STAGE_METRIC:
-            for sample in family.samples:
-                if sample.name in (STAGE_METRIC + "_sum", STAGE_METRIC + "_count"):
-                    assert sample.labels["model_name"] == "alpr"
-                    out.setdefault(sample.labels["stage"], [0.0, 0.0])[sample.name.endswith("_count")] += sample.value
-    return {k: (v[0], v[1]) for k, v in out.items()}
+    text = server.get("/metrics").text
+    counts = stages.stage_totals(text, "alpr")
+    assert stages.stage_totals(text) == counts  # every series is the model's
+    assert stages.stage_totals(text, "another-model") == {}
+    return counts
 
 
 def test_live_stage_seconds_count_every_request_once_per_stage(server, images):
