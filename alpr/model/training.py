@@ -229,14 +229,11 @@ def _load_config(config: str, data_root: Path, work_dir: Path, hp: Hyperparamete
     """Load ``configs/<config>`` (or a path) and set what every ALPR config leaves out but the input size and the
     schedule: classes and ``num_classes``, data root and annotation files, workers, batch size, seed, work dir,
     visualizer name and the evaluators' annotation file (see :func:`build_config`)."""
-    path = Path(config) if Path(config).is_absolute() else CONFIG_DIR / config
-    if not path.is_file():
-        raise FileNotFoundError(f"mmdetection config {path} not found")
+    cfg = leaf_config(config)
     data_root = Path(data_root).absolute()
     for split in ("train", "val"):
         if not (data_root / "annotations" / f"{split}.json").is_file():
             raise FileNotFoundError(f"{data_root / 'annotations' / f'{split}.json'} missing: not a training version")
-    cfg = leaf_config(str(path))
     cfg.work_dir = str(Path(work_dir).absolute())
     cfg.randomness = dict(seed=hp.seed)
     cfg.model.bbox_head.num_classes = len(classes)

@@ -152,12 +152,11 @@ DEFAULT_HTTP_PORT = 8080
 #: (JPEG decoding, NMS, the reading rules, Python), the other's network keeps the second core busy; measured against
 #: one, and against two worker processes, in docs/serving.md ("Throughput").
 DEFAULT_CONCURRENCY = 2
-#: Prometheus histogram of the seconds one request spends in each stage of a reading (label ``stage``, one of
-#: :data:`alpr.model.stages.STAGES`; ``model_name``): ``make bench-serve`` prints each stage's share from it
-#: (:func:`alpr.model.stages.stage_totals`). Its name is :data:`alpr.model.stages.STAGE_METRIC`.
-STAGE_METRIC = stages.STAGE_METRIC
+#: Prometheus histogram :data:`alpr.model.stages.STAGE_METRIC` of the seconds one request spends in each stage of a
+#: reading (label ``stage``, one of :data:`alpr.model.stages.STAGES`; ``model_name``): ``make bench-serve`` prints
+#: each stage's share from it (:func:`alpr.model.stages.stage_totals`).
 _STAGE_SECONDS = Histogram(
-    STAGE_METRIC,
+    stages.STAGE_METRIC,
     "Seconds a request spent in each stage of reading its plates (alpr.model.stages).",
     ["model_name", "stage"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
@@ -359,9 +358,9 @@ class ALPRModel(kserve.Model):
         return response
 
     def _observe(self, batch: DecodedBatch, clock: StageClock) -> None:
-        """Add one request's stages to :data:`STAGE_METRIC`: every stage of :data:`alpr.model.stages.STAGES` (0 for
-        one it did not pass, such as the zoomed pass of a frame without plates), but the encoding on V1, which
-        kserve does after the model."""
+        """Add one request's stages to the :data:`alpr.model.stages.STAGE_METRIC` histogram: every stage of
+        :data:`alpr.model.stages.STAGES` (0 for one it did not pass, such as the zoomed pass of a frame without
+        plates), but the encoding on V1, which kserve does after the model."""
         for stage in stages.STAGES:
             if stage == stages.ENCODE and batch.protocol != "v2":
                 continue
