@@ -74,6 +74,9 @@ class TrainingDefaults(_Parameters):
         plate_input_size: the plate detector's input (long side, pixels) of the two-stage design
             (docs/detection_design.md); 0: no plate detector, the one detector of ``config`` finds the plates.
         plate_epochs: the plate detector's training epochs (when ``plate_input_size`` is set).
+        load_from: a warm start: the model whose weights training starts from (a model directory, a storage URI or
+            ``latest``, the latest selected model), its plate detector's too for the two-stage design; the
+            schedule starts afresh. Empty: random weights (``alpr.model.warm_start``).
         train_workers: machines Train runs on together (distributed data parallel; README "Scale out"); above 1,
             Train hands the training to a Kubeflow Trainer ``TrainJob`` on a cluster, or to ``torchrun`` with that
             many processes on this machine. 1: one process, in the step itself.
@@ -97,6 +100,7 @@ class TrainingDefaults(_Parameters):
     seed: int = 0
     plate_input_size: int = 0
     plate_epochs: int = 6
+    load_from: str = ""
     train_workers: int = 1
     train_gpus_per_worker: int = 0
     selection_metric: str = "eir"

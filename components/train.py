@@ -19,6 +19,7 @@ def train(
     seed: int,
     plate_input_size: int,
     plate_epochs: int,
+    load_from: str,
     train_workers: int,
     train_gpus_per_worker: int,
     model: Output[Model],
@@ -44,6 +45,9 @@ def train(
         plate_input_size: the plate detector's input (long side, pixels) of the two-stage design; 0: none (the
             one detector of ``config`` finds the plates).
         plate_epochs: the plate detector's training epochs.
+        load_from: a warm start: the model (directory, storage URI or ``latest``) whose weights training starts
+            from, its plate detector's too; ``""``: random weights. ``latest`` is resolved when the step runs (Train
+            is not cached by default, ``alpr.kubeflow.platform``).
         train_workers: machines that train together (more than 1: distributed data parallel in a Kubeflow Trainer
             ``TrainJob`` on a cluster, torchrun processes on one machine).
         train_gpus_per_worker: GPUs of each worker, one process each; 0: CPU (or the step's own GPU with one
@@ -81,6 +85,7 @@ def train(
         },
         hp_override=hp_override,
         config=config,
+        load_from=load_from,
         scale=TrainScale(workers=train_workers, gpus_per_worker=train_gpus_per_worker),
     )
     model.metadata.update(
@@ -93,6 +98,7 @@ def train(
             "tensorboard_uri": lineage.tensorboard_uri,
             "candidates": lineage.candidates,
             "plate_detector": lineage.plate_detector,
+            "load_from": lineage.load_from,
             "framework": "mmdetection",
         }
     )

@@ -11,6 +11,8 @@
   plate-centred crop transform of the two-stage reader's training.
 - :mod:`alpr.model.checkpoints` -- loading this project's own full training checkpoints under torch >= 2.6.
 - :mod:`alpr.model.training` -- ``Hyperparameters``, the merged mmdetection config, training with mmengine's Runner.
+- :mod:`alpr.model.warm_start` -- a training that starts from an earlier model's weights (``load_from``): fetching
+  the model, refusing a checkpoint that does not fit the config.
 - :mod:`alpr.model.evaluation` -- COCO mAP + reading metrics per checkpoint (one detector: mmengine's test loop;
   two stages: ``served_metrics``), model selection, threshold sweeps, the selected model's reading settings
   (``tune_reading``).

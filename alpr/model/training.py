@@ -255,9 +255,12 @@ def _load_config(config: str, data_root: Path, work_dir: Path, hp: Hyperparamete
 
 
 def config_hash(cfg) -> str:
-    """SHA-256 (hex) of the config's text without the per-run parts (work dir, visualizer instance name), so the
-    same model configuration hashes the same wherever and whenever it is trained."""
+    """SHA-256 (hex) of the config's text without the per-run parts (work dir, visualizer instance name, the local
+    path of a warm start's checkpoint), so the same model configuration hashes the same wherever and whenever it is
+    trained."""
     text = cfg.pretty_text.replace(str(cfg.work_dir), "<work_dir>").replace(str(cfg.visualizer.name), "<visualizer>")
+    if cfg.get("load_from"):  # as if from random weights: the warm start is lineage (its model's URI), not config
+        text = text.replace(f"load_from = '{cfg.load_from}'", "load_from = None")
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -279,7 +282,8 @@ def run_runner(cfg, *, resume: bool = True) -> dict[str, float]:
     ``val/`` prefix, completed by :func:`alpr.model.metrics.complete_metrics`).
 
     ``cfg.resume`` is set when ``resume`` and the work dir holds a ``last_checkpoint``, so a restarted training (a
-    re-run step, a restarted torchrun group) continues from it. One rank of a distributed training
+    re-run step, a restarted torchrun group) continues from it; a warm start's ``cfg.load_from``
+    (:mod:`alpr.model.warm_start`) is then dropped, its weights being in that checkpoint already. One rank of a distributed training
     (:mod:`alpr.model.distributed`) runs this too, with ``cfg.launcher = "pytorch"``.
     """
     from mmengine.runner import Runner
@@ -289,6 +293,10 @@ def run_runner(cfg, *, resume: bool = True) -> dict[str, float]:
     cfg.resume = bool(resume and (work_dir / "last_checkpoint").is_file())
     if cfg.resume:
         log.info("resuming from %s", (work_dir / "last_checkpoint").read_text().strip())
+        # mmengine resumes from load_from when both are set: a warm start's weights are already in the checkpoint.
+        cfg.load_from = None
+    elif cfg.get("load_from"):
+        log.info("warm start: weights from %s", cfg.load_from)
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     runner = Runner.from_cfg(cfg)
     with trusted_checkpoint_loading():

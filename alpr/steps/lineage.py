@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -132,6 +132,8 @@ class _TrainedLineage(_Lineage):
         train_uri: storage URI of the published checkpoints and config.
         tensorboard_uri: storage URI of the TensorBoard event files, or None.
         run_name: the pipeline run that trained.
+        load_from: the storage URI of the model whose weights the training started from (a warm start,
+            :mod:`alpr.model.warm_start`); ``""``: random weights.
     """
 
     annotation_version: str
@@ -143,6 +145,7 @@ class _TrainedLineage(_Lineage):
     train_uri: str
     tensorboard_uri: str | None
     run_name: str
+    load_from: str = field(default="", kw_only=True)
 
     def training_fields(self) -> dict[str, Any]:
         """The fields of :class:`_TrainedLineage` (what Evaluate copies from Train's lineage into its own)."""

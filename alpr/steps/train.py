@@ -25,6 +25,7 @@ from alpr.model.training import (
     leaf_config,
     train,
 )
+from alpr.model.warm_start import WarmStart, fetch_warm_start, set_load_from
 from alpr.settings import Settings
 from alpr.steps.lineage import LINEAGE_FILE, CandidatesLineage, DatasetLineage, read_lineage
 from alpr.steps.runs import marks_run_failed
@@ -92,6 +93,7 @@ def train_step(
     hp: Hyperparameters | Mapping[str, Any],
     config: str,
     hp_override: str = "",
+    load_from: str = "",
     num_workers: int = 1,
     extra_hooks: list[dict] | None = None,
     scale: TrainScale | None = None,
@@ -105,7 +107,12 @@ def train_step(
     whole frames; its best checkpoint by val ``mAP@0.5`` and its config go to ``out_dir/plate_detector/``
     (``model.pth``, ``config.py``), and Evaluate puts them into every model directory.
 
-    The hyperparameters are checked first (:func:`resolve_hyperparameters`), before any work. The mmengine work
+    With ``load_from`` (a warm start, :mod:`alpr.model.warm_start`) the reader starts from that model's weights and
+    the plate detector from its plate detector's (from random weights when it has none); each is checked to fit
+    its config before it trains.
+
+    The hyperparameters are checked first (:func:`resolve_hyperparameters`) and ``load_from`` fetched (into
+    ``<cache>/warm-start/<run_name>``), before any work. The mmengine work
     dir lives in the workspace cache (``<cache>/train/<run_name>``) so that a killed step resumes from its last
     checkpoint when re-run. Checkpoints, merged config and TensorBoard logs are published to
     ``<storage>/runs/<run_name>/train`` and ``<storage>/tensorboard/<run_name>``. ``extra_hooks`` (mmengine hook
@@ -119,6 +126,7 @@ def train_step(
         hp: the hyperparameters (or a mapping of their fields); ``hp_override`` replaces some of them.
         config: leaf config file in ``configs/``.
         hp_override: see :func:`resolve_hyperparameters`.
+        load_from: a model directory, storage URI or ``latest`` to start from; ``""``: random weights.
         num_workers: dataloader workers.
         extra_hooks: mmengine hook configs added to the config.
         scale: workers and GPUs per worker (default one process, in this one).
@@ -127,7 +135,10 @@ def train_step(
         the lineage of the candidates: training version, hyperparameters, config hash, storage URIs, val metrics.
 
     Raises:
-        ValueError: bad hyperparameters or ``$ALPR_TRAIN_LAUNCHER`` (nothing done, the run is not marked).
+        ValueError: bad hyperparameters or ``$ALPR_TRAIN_LAUNCHER`` (nothing done, the run is not marked); a warm
+            start's checkpoint that does not fit the config (marks the run failed).
+        alpr.model.inference.ModelError: ``load_from`` is ``latest`` and no model was selected yet, or names no
+            model directory (nothing done, the run is not marked).
         FileNotFoundError, alpr.steps.lineage.LineageError: ``data_root`` is not Record's output.
         alpr.kubeflow.trainjob.TrainJobError: a distributed training's TrainJob failed (with the operator's reason),
             was cancelled or could not be created; RuntimeError: a local torchrun failed. Either marks the run failed.
@@ -135,6 +146,10 @@ def train_step(
     hp = resolve_hyperparameters(hp, hp_override)
     scale = scale or TrainScale()
     launcher = train_launcher() if scale.distributed else "local"
+    warm = None
+    if load_from:
+        warm = fetch_warm_start(load_from, Path(settings.cache_dir) / "warm-start" / run_name, db_url=settings.db_url)
+        log.info("warm start from %s", warm.uri)
     return _train(
         settings,
         data_root=data_root,
@@ -146,6 +161,7 @@ def train_step(
         extra_hooks=extra_hooks,
         scale=scale,
         launcher=launcher,
+        warm=warm,
     )
 
 
@@ -162,6 +178,7 @@ def _train(
     extra_hooks: list[dict] | None,
     scale: TrainScale,
     launcher: str,
+    warm: WarmStart | None,
 ) -> CandidatesLineage:
     data = read_lineage(data_root, DatasetLineage)
     work_dir = Path(settings.cache_dir) / "train" / run_name
@@ -178,6 +195,17 @@ def _train(
         log.info("reader dataset %s: crops %s, plates left out %s", reader.root, reader.crops, reader.skipped)
         reader_root = reader.root
     cfg = build_config(reader_root, work_dir, hp, config=config, num_workers=num_workers)
+    plate_cfg = None
+    if hp.plate_input_size:  # built (and a warm start checked) before the reader trains for an hour
+        plate_cfg = build_plate_config(
+            data_root, work_dir.with_name(f"{work_dir.name}.plate"), hp, num_workers=num_workers
+        )
+    if warm is not None:
+        set_load_from(cfg, warm.reader)
+        if plate_cfg is not None and warm.plate_detector is not None:
+            set_load_from(plate_cfg, warm.plate_detector)
+        elif plate_cfg is not None:
+            log.warning("warm start: %s has no plate detector; the plate detector starts from random weights", warm.uri)
     if extra_hooks:
         cfg.custom_hooks = [*cfg.get("custom_hooks", []), *extra_hooks]
     result = _fit(cfg, scale, launcher=launcher, run_name=run_name, part="train")
@@ -189,10 +217,7 @@ def _train(
         shutil.copyfile(ckpt, out_dir / ckpt.name)
         candidates.append(ckpt.name)
     plate_detector = ""
-    if hp.plate_input_size:
-        plate_cfg = build_plate_config(
-            data_root, work_dir.with_name(f"{work_dir.name}.plate"), hp, num_workers=num_workers
-        )
+    if plate_cfg is not None:
         plate = _fit(plate_cfg, scale, launcher=launcher, run_name=run_name, part="plate")
         best = [c for c in plate.checkpoints if c.name.startswith("best_")] or plate.checkpoints[-1:]
         if not best:
@@ -223,6 +248,7 @@ def _train(
         val_metrics=result.val_metrics,
         run_name=run_name,
         plate_detector=plate_detector,
+        load_from=warm.uri if warm is not None else "",
     )
     lineage.write(out_dir)
     return lineage

@@ -83,6 +83,7 @@ def test_train(workspace, artifacts):
         seed=0,
         plate_input_size=256,  # the two-stage design: a plate detector at 256 px, trained on 128-px crops
         plate_epochs=1,
+        load_from="",
         train_workers=1,
         train_gpus_per_worker=0,
         model=model,
@@ -112,6 +113,7 @@ def test_train_with_two_workers(workspace, artifacts, tmp_path, capfd, monkeypat
         seed=0,
         plate_input_size=0,
         plate_epochs=1,
+        load_from="",
         train_workers=2,
         train_gpus_per_worker=0,
         model=model,
@@ -155,6 +157,33 @@ def test_evaluate(workspace, artifacts):
     latest = store.latest_selected_model()
     assert latest["id"] == selected.metadata["model_id"] and latest["uri"] == selected.metadata["model_uri"]
     assert len(store.models_of_training_version(artifacts["dataset"].metadata["training_version"])) >= 2
+
+
+def test_train_warm_starts_from_the_latest_model(workspace, artifacts, tmp_path, monkeypatch, capfd):
+    """``load_from="latest"``: the model Evaluate just selected (two-stage) gives both networks their first weights;
+    the trained candidates record it."""
+    monkeypatch.setenv(RUN_NAME_ENV, f"{RUN}-warm")  # its own work dir and storage paths
+    model = Model(name="model", uri=str(tmp_path / "model"))
+    train.python_func(
+        dataset=artifacts["dataset"],
+        config="rtmdet_tiny_reader_alpr.py",
+        weight_decay=0.05,
+        seed=0,
+        plate_input_size=256,
+        plate_epochs=1,
+        load_from="latest",
+        train_workers=1,
+        train_gpus_per_worker=0,
+        model=model,
+        metrics=Metrics(name="metrics", uri=str(tmp_path / "metrics")),
+        **TINY_HP,
+    )
+    selected = artifacts["selected"].metadata["model_uri"]
+    assert model.metadata["load_from"] == selected
+    assert json.loads((Path(model.path) / "lineage.json").read_text())["load_from"] == selected
+    # The component's log (alpr.logs.setup: stderr): the reader, then the plate detector, from the selected model.
+    started = [line for line in capfd.readouterr().err.splitlines() if "warm start: weights from" in line]
+    assert len(started) == 2 and started[1].endswith("plate_detector/model.pth")
 
 
 def test_test(workspace, artifacts, tmp_path):
@@ -271,6 +300,7 @@ def test_a_failing_step_marks_its_run_failed(workspace, tmp_path, monkeypatch):
             seed=0,
             plate_input_size=0,
             plate_epochs=1,
+            load_from="",
             train_workers=1,
             train_gpus_per_worker=0,
             model=Model(name="m", uri=str(tmp_path / "m")),

@@ -84,6 +84,7 @@ def test_train_refuses_an_override_that_is_not_hyperparameters(tmp_path, workspa
             seed=0,
             plate_input_size=0,
             plate_epochs=1,
+            load_from="",
             train_workers=1,
             train_gpus_per_worker=0,
             model=Model(uri=str(tmp_path / "m")),

@@ -96,3 +96,20 @@ def test_a_bad_launcher_is_refused_before_any_work(tmp_path, monkeypatch):
             scale=TrainScale(workers=2),
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_warm_start_from_no_model_is_refused_before_any_work(tmp_path):
+    from alpr.model.inference import ModelError
+
+    settings = Settings(workspace=tmp_path / "ws")
+    with pytest.raises(ModelError, match="no selected model"):
+        train_step(
+            settings,
+            data_root=tmp_path / "no-dataset",
+            out_dir=tmp_path / "out",
+            run_name="r",
+            hp=GIVEN,
+            config="rtmdet_tiny_alpr.py",
+            load_from="latest",
+        )
+    assert not (tmp_path / "out").exists()
