@@ -30,8 +30,10 @@ TRAIN_KEYS = {
     "val_metrics",
     "run_name",
 }
-#: Added by the two-stage design; files written before it (without the key) still read, as the one-stage design.
-TRAIN_KEYS_ADDED = {"plate_detector"}
+#: Added since the first typed files: plate_detector by the two-stage design (a file without it reads as the one-stage
+#: design), load_from by the warm start (Train's and Evaluate's; a file without it reads as from random weights).
+TRAIN_KEYS_ADDED = {"plate_detector", "load_from"}
+EVALUATE_KEYS_ADDED = {"load_from"}
 EVALUATE_KEYS = (TRAIN_KEYS - {"val_metrics"}) | {"metrics", "model_uri", "model_id", "checkpoint", "selection_metric"}
 
 COUNTS = {
@@ -107,16 +109,18 @@ def test_the_file_keeps_the_keys_written_before(tmp_path, lineage, keys):
     assert path == tmp_path / LINEAGE_FILE
     text = path.read_text()
     data = json.loads(text)
-    assert set(data) == keys | (TRAIN_KEYS_ADDED if lineage is CANDIDATES else set())
+    added = TRAIN_KEYS_ADDED if lineage is CANDIDATES else EVALUATE_KEYS_ADDED if lineage is MODEL else set()
+    assert set(data) == keys | added
     assert list(data) == sorted(data)  # sort_keys
     assert text == json.dumps(data, indent=2, sort_keys=True)
     # a file written by the untyped steps (a plain dict with these keys) reads as the typed record
     (tmp_path / LINEAGE_FILE).write_text(json.dumps({k: data[k] for k in keys}))
     old = read_lineage(tmp_path)
+    assert old.to_dict().keys() == keys | added
     if lineage is CANDIDATES:
-        assert old.to_dict().keys() == keys | TRAIN_KEYS_ADDED and old.plate_detector == ""  # the one-stage design
-    else:
-        assert old.to_dict().keys() == keys
+        assert old.plate_detector == ""  # the one-stage design
+    if lineage is not DATASET:
+        assert old.load_from == ""  # from random weights
 
 
 def test_a_missing_file_names_the_folder(tmp_path):
